@@ -1,0 +1,84 @@
+/*
+ * hw/hw.h — the emulated machine, laid out like QEMU's `-machine pc
+ * -nodefaults`: guest RAM, port I/O and MMIO dispatch, IRQ lines (ISA IRQs
+ * as IOAPIC GSIs), the i440FX/PIIX3 PCI chipset, IDE with ATAPI and
+ * bus-master DMA, and virtio-blk. Transports (hw/qtest.c, Xen ioreq) call
+ * the guest-access functions below; devices reach their disks only through
+ * block backends.
+ */
+#ifndef DISKDM_HW_H
+#define DISKDM_HW_H
+
+#include "block/block.h"
+
+struct machine;
+
+struct machine_config {
+    uint64_t ram_size;          /* bytes; 0 = 128 MiB */
+};
+
+struct machine *machine_new(struct event_loop *loop,
+                            const struct machine_config *cfg,
+                            struct error **errp);
+/* Detaches every device (draining its backend); backends stay the caller's. */
+void machine_free(struct machine *m);
+
+/*
+ * Attach a disk described by `spec` (interface, index/bus/unit, media,
+ * serial) backed by `blk` (may be empty for a CD-ROM). IDE drives go to
+ * their channel/unit; virtio drives to the next free PCI slot from 00:02.0.
+ * Errors: slot taken, unknown interface, bad index. The machine does not
+ * own `blk`.
+ */
+int machine_attach_disk(struct machine *m, const struct disk_spec *spec,
+                        struct blk_backend *blk, struct error **errp);
+/* Detach by drive id (spec->id or the generated one, e.g. "ide0-hd0"). */
+int machine_detach_disk(struct machine *m, const char *id, struct error **errp);
+
+/* Guest access: what a transport delivers. Unclaimed ports read all ones
+ * (as QEMU does: 0xff / 0xffff / 0xffffffff) and ignore writes. */
+uint32_t machine_pio_read(struct machine *m, uint16_t port, unsigned size);
+void machine_pio_write(struct machine *m, uint16_t port, unsigned size,
+                       uint32_t val);
+
+/*
+ * Guest-physical memory: RAM, MMIO (PCI BARs, MSI window) and unassigned
+ * space (reads all ones, writes dropped). Little endian. Returns 0, or
+ * -EFAULT only for accesses that wrap the address space.
+ */
+int machine_mem_read(struct machine *m, uint64_t addr, void *buf, size_t len);
+int machine_mem_write(struct machine *m, uint64_t addr, const void *buf,
+                      size_t len);
+uint64_t machine_ram_size(const struct machine *m);
+
+/*
+ * IRQ observation for the transport: called whenever an IOAPIC input
+ * (GSI) changes level, and for MSI messages (gsi = -1, with the address
+ * and data written by the device).
+ */
+typedef void machine_irq_fn(void *opaque, int gsi, bool level);
+typedef void machine_msi_fn(void *opaque, uint64_t addr, uint32_t data);
+void machine_set_irq_observer(struct machine *m, machine_irq_fn *irq,
+                              machine_msi_fn *msi, void *opaque);
+bool machine_irq_level(const struct machine *m, int gsi);
+
+/* System reset: every device to its power-on state. */
+void machine_reset(struct machine *m);
+
+/*
+ * qtest transport (hw/qtest.c): QEMU 7.2's text protocol over a pair of
+ * fds (stdio, or a connected Unix socket), dispatched from the event loop.
+ * Malformed lines get an error reply instead of aborting. `on_close` runs
+ * when the peer hangs up.
+ */
+struct qtest_server;
+struct qtest_server *qtest_server_new(struct machine *m, struct event_loop *loop,
+                                      int in_fd, int out_fd,
+                                      ev_fn *on_close, void *opaque,
+                                      struct error **errp);
+void qtest_server_free(struct qtest_server *qs);
+/* Handle one request line (without '\n') as if it had arrived; replies
+ * go to out_fd. For unit tests and fuzzing. */
+void qtest_handle_line(struct qtest_server *qs, const char *line);
+
+#endif

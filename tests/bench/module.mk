@@ -1,0 +1,1 @@
+BENCHES += $(patsubst tests/bench/%.c,%,$(sort $(wildcard tests/bench/bench-*.c)))

@@ -1,0 +1,1 @@
+FUZZERS += $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz-*.c)))
