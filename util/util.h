@@ -277,6 +277,8 @@ int ev_defer(struct event_loop *loop, ev_fn *fn, void *opaque);
 int ev_run_once(struct event_loop *loop, int timeout_ms);
 /* Run until ev_stop. */
 void ev_run(struct event_loop *loop);
+/* Make ev_run return after the current iteration. Thread-safe, and safe
+ * in a signal handler (a flag and an eventfd write). */
 void ev_stop(struct event_loop *loop);
 
 uint64_t clock_ns(void);    /* CLOCK_MONOTONIC */
@@ -299,5 +301,28 @@ struct thread_pool *tpool_new(struct event_loop *loop, unsigned max_threads,
 void tpool_free(struct thread_pool *pool);
 int tpool_submit(struct thread_pool *pool, tpool_work_fn *work,
                  tpool_done_fn *done, void *opaque);   /* 0 or -ENOMEM */
+
+/*
+ * Allocation-free submission for hot paths: the caller embeds a struct
+ * tpool_req (e.g. in its per-request state) and keeps it alive and
+ * untouched from tpool_submit_req until `done` has been called; `done` may
+ * free or reuse it. The fields are private to the pool. Returns 0, or
+ * -EAGAIN when no worker thread exists and none can be started.
+ */
+struct tpool_req {
+    struct tpool_req *next;
+    tpool_work_fn *work;
+    tpool_done_fn *done;
+    void *opaque;
+    int ret;
+    bool owned;             /* allocated by tpool_submit */
+};
+int tpool_submit_req(struct thread_pool *pool, struct tpool_req *req,
+                     tpool_work_fn *work, tpool_done_fn *done, void *opaque);
+
+/* Idle workers exit after this long without work (default 10000 ms). */
+void tpool_set_idle_timeout(struct thread_pool *pool, unsigned ms);
+/* Worker threads currently alive (for tests and statistics). */
+unsigned tpool_thread_count(struct thread_pool *pool);
 
 #endif
