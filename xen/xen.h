@@ -1,0 +1,127 @@
+/*
+ * xen/xen.h — diskdm's Xen side: a domain's disks read from the libxl
+ * xenstore layout into `struct disk_spec` (xs-config.c), the running device
+ * model's watches on those keys (xs-watch.c) and what it reports back to the
+ * toolstack (dm-state.c). Layer: util <- block <- hw <- xen <- diskdm.c.
+ */
+#ifndef DISKDM_XEN_H
+#define DISKDM_XEN_H
+
+#include "hw/hw.h"
+
+struct xs_handle;
+
+/* ------------------------------------------------------------------ */
+/* Names and values (xs-config.c): pure parsers, no xenstore access     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A virtual device name as libxl understands it: `hd[a-d]N`, `sd[a-p]N`,
+ * `xvd<letters>N`, `vd<letters>N` or a plain decimal devid. Returns the
+ * devid (libxl's formula; `vd` names, which libxl lacks, use major 254 the
+ * way `xvd` uses 202) or -EINVAL. *disk and *partition (either may be NULL)
+ * get the disk number (bijective base 26, a = 0) and partition (0 = whole).
+ */
+int xen_vdev_devid(const char *vdev, int *disk, int *partition);
+
+/*
+ * The backend `mode` key: "r" -> DISK_ACCESS_RO_FORCED, "w" -> DISK_ACCESS_RW,
+ * "w!" -> DISK_ACCESS_RW with *no_locking set (the "!" means: skip the
+ * check for other writers). NULL (missing) and anything else fail with
+ * -EINVAL and a message: a disk is never writable by default.
+ */
+int xen_parse_mode(const char *mode, enum disk_access *access,
+                   bool *no_locking, struct error **errp);
+
+/*
+ * The backend `params` key, "[fmt:]path". Known prefixes: aio/raw/file/phy
+ * (raw), qcow, qcow2, vhd, qed, tap/tap2 (format left unset). *format is
+ * NULL when the string names none; *path is "" for an empty CD-ROM. Both
+ * are malloc'ed. -EINVAL with a message for an unknown prefix.
+ */
+int xen_parse_params(const char *params, char **format, char **path,
+                     struct error **errp);
+
+/* ------------------------------------------------------------------ */
+/* A domain's disks in xenstore (xs-config.c)                          */
+/* ------------------------------------------------------------------ */
+
+/* What the device model does with a vbd it found. */
+enum xen_disk_kind {
+    XEN_DISK_EMULATED,      /* attach to IDE or virtio-blk */
+    XEN_DISK_PV_ONLY,       /* xvd / sd without specification=virtio: not ours */
+    XEN_DISK_REJECTED,      /* bad configuration: `error` says why */
+};
+
+struct xen_disk_cfg {
+    int devid;
+    char *fe_path;          /* /local/domain/<domid>/device/vbd/<devid> */
+    char *be_path;          /* the frontend's `backend`; NULL if missing */
+    char *vdev;             /* backend `dev` */
+    enum xen_disk_kind kind;
+    bool linked;            /* frontend and backend point at each other, so
+                             * the backend is this disk's to report into */
+    char *error;            /* XEN_DISK_REJECTED: the reason, else NULL */
+    bool no_locking;        /* mode "w!" */
+    char *mode;             /* raw `mode` value (NULL = missing) */
+    char *params;           /* raw `params` value */
+    struct disk_spec spec;  /* valid for XEN_DISK_EMULATED */
+};
+
+/*
+ * Read one vbd (`devid_name` is the directory entry under the frontend's
+ * device/vbd) into *d. Configuration problems do not fail the call: they
+ * give kind XEN_DISK_REJECTED with `error` set. Returns -errno only when
+ * xenstore itself fails (message set).
+ */
+int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
+                      struct xen_disk_cfg *d, struct error **errp);
+void xen_disk_cfg_free(struct xen_disk_cfg *d);
+
+/*
+ * Every vbd of `domid`, in devid order. *disks is malloc'ed (free each with
+ * xen_disk_cfg_free, then the array). A domain without device/vbd has no
+ * disks (0 returned, *n = 0).
+ */
+int xen_disks_read(struct xs_handle *xs, int domid, struct xen_disk_cfg **disks,
+                   size_t *n, struct error **errp);
+
+/* Backend directory for a vbd: /local/domain/0/backend/<type>/<domid>/<devid>. */
+char *xen_backend_path(const char *type, int domid, int devid);
+char *xen_frontend_path(int domid, int devid);
+
+/* ------------------------------------------------------------------ */
+/* Reporting to the toolstack (dm-state.c)                             */
+/* ------------------------------------------------------------------ */
+
+/* /local/domain/0/device-model/<domid>/state = state ("running", "error"),
+ * and when `message` is not NULL also .../error = message. 0 or -errno. */
+int xen_dm_write_state(struct xs_handle *xs, int domid, const char *state,
+                       const char *message);
+/* A disk's backend: hotplug-status=error and hotplug-error=message, as
+ * libxl's hotplug scripts report failures. */
+int xen_disk_write_error(struct xs_handle *xs, const char *be_path,
+                         const char *message);
+
+/* ------------------------------------------------------------------ */
+/* The running device model (xs-watch.c)                               */
+/* ------------------------------------------------------------------ */
+
+struct xen_dm;
+
+/*
+ * Connect to xenstore (XENSTORED_PATH or the default socket), attach every
+ * emulated disk of `domid` to `m`, watch their keys from `loop`, and write
+ * state=running. Disks with a bad configuration are left out (reason logged
+ * and written to their backend). On failure (xenstore unreachable, an image
+ * that cannot be opened, a slot conflict) writes state=error plus the
+ * message when xenstore is reachable, and returns NULL with *errp set.
+ */
+struct xen_dm *xen_dm_start(struct event_loop *loop, struct machine *m,
+                            int domid, struct error **errp);
+/* Detach and close every disk, drop the watches and the connection. */
+void xen_dm_free(struct xen_dm *dm);
+/* Number of disks attached right now (for tests and logs). */
+size_t xen_dm_disk_count(const struct xen_dm *dm);
+
+#endif
