@@ -1,0 +1,2 @@
+PROGRAMS += diskdm-trace
+diskdm-trace_SRCS := $(sort $(wildcard tools/trace/*.c))
