@@ -163,7 +163,11 @@ struct opt_field {
 int opts_parse(const char *str, const char *implied_key,
                const struct opt_field *fields, void *out, struct error **errp);
 /* Same, from an already split list; unknown keys are errors unless
- * `allow_unknown`, in which case they stay in *rest (may be NULL). */
+ * `allow_unknown`, in which case they stay in *rest (may be NULL).
+ * That is: with rest == NULL unknown keys are errors; otherwise *rest is
+ * initialised here and receives copies of them (left empty on failure).
+ * String fields must start NULL or malloc'd. On failure the fields set so
+ * far stay in *out: opts_free is the cleanup either way. */
 int opts_apply(const struct kvlist *kv, const struct opt_field *fields,
                void *out, struct kvlist *rest, struct error **errp);
 void opts_free(const struct opt_field *fields, void *out);
