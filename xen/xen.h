@@ -91,6 +91,40 @@ char *xen_backend_path(const char *type, int domid, int devid);
 char *xen_frontend_path(int domid, int devid);
 
 /* ------------------------------------------------------------------ */
+/* xl's disk specification syntax (xl-disk.c)                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A disk as `xl` reads it from "target,format,vdev,access" positional and
+ * key=value forms (xl-disk-configuration), including the deprecated
+ * "fmt:target,vdev:devtype,access" shapes. Strings are owned.
+ */
+enum xen_xl_spec { XEN_XL_SPEC_UNSET, XEN_XL_SPEC_XEN, XEN_XL_SPEC_VIRTIO };
+
+struct xen_xl_disk {
+    char *target;           /* image path; NULL or "" = none (empty CD-ROM) */
+    char *vdev;             /* "hda", "xvdb", ... */
+    char *script;           /* script=, or block-<proto> from a prefix */
+    char *backend_domname;  /* backend= */
+    const char *format;     /* "raw", "qcow", "qcow2", "vhd", "qed", "empty" */
+    const char *backendtype;/* "phy", "tap", "qdisk", "standalone"; NULL = choose */
+    enum xen_xl_spec specification;
+    bool readwrite;
+    bool is_cdrom;
+    bool removable;
+};
+
+/*
+ * Parse the parts of one disk spec (xl joins its command-line words this
+ * way). `source` names where the text came from ("command line"). Errors
+ * carry xl's wording: "<source>: config parsing error in disk
+ * specification: unknown value for access: near `x' in `<spec>'".
+ */
+int xen_xl_disk_parse(const char *const *parts, int nparts, const char *source,
+                      struct xen_xl_disk *disk, struct error **errp);
+void xen_xl_disk_free(struct xen_xl_disk *disk);
+
+/* ------------------------------------------------------------------ */
 /* Reporting to the toolstack (dm-state.c)                             */
 /* ------------------------------------------------------------------ */
 
