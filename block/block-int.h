@@ -57,7 +57,9 @@ struct bdrv_reopen_state {
  *     bytes is > 0 and <= BDRV_MAX_REQUEST.
  *   - offset, bytes and every iovec base and length are multiples of
  *     bs->request_alignment (bounce buffers and read-modify-write are done
- *     by the core, so drivers never see an unaligned request).
+ *     by the core, so drivers never see an unaligned request). When the
+ *     size itself is not aligned, the last aligned block of a request may
+ *     reach past the end; reads there return zeroes.
  *   - read-only is already enforced: pwritev, pwrite_zeroes, pdiscard and
  *     truncate are never called on a node with bs->read_only set.
  *   - statistics are already counted.
@@ -258,8 +260,10 @@ struct bdrv_node {
     /* Held by the core around I/O members when !drv->thread_safe. A
      * driver that is thread_safe may use it for its own metadata. */
     pthread_mutex_t lock;
-    /* Serialises read-modify-write of unaligned writes (bounce path). */
-    pthread_mutex_t rmw_lock;
+    /* With request_alignment > 1: aligned writes hold it shared, the
+     * read-modify-write of an unaligned write holds it exclusive, so no
+     * write is lost between the read and the write back. */
+    pthread_rwlock_t rmw_lock;
 
     struct bdrv_node_stats stats;
 };
@@ -316,6 +320,14 @@ int bdrv_open_opts_copy(struct bdrv_open_opts *dst,
  * writer or a non-sharing reader must keep to itself. Used by file.c. */
 void bdrv_node_perms(const struct bdrv_node *bs, bool read_only,
                      unsigned *perm, unsigned *shared);
+
+/* Record the errno an open-path message maps to (no-op without one). */
+static inline void bdrv_error_errnum(struct error **errp, int errnum)
+{
+    if (errp && *errp) {
+        (*errp)->errnum = errnum;
+    }
+}
 
 /* Name of a permission bit as QEMU prints it ("write", "resize", ...). */
 const char *bdrv_perm_name(unsigned bit);
