@@ -279,15 +279,12 @@ static int file_open(struct bdrv_node *bs, struct error **errp)
         error_setg_errno(errp, errno, "Could not open '%s'", bs->filename);
         return -errno;
     }
-    if (S_ISDIR(st.st_mode)) {
-        error_setg_errno(errp, EISDIR, "Could not open '%s'", bs->filename);
-        return -EISDIR;
-    }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        error_setg(errp, "Could not open '%s': not a regular file or block device",
-                   bs->filename);
-        bdrv_error_errnum(errp, EINVAL);
-        return -EINVAL;
+        /* QEMU's wording; a directory maps to -EISDIR. */
+        int err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        error_setg(errp, "'file' driver requires '%s' to be a regular file", bs->filename);
+        bdrv_error_errnum(errp, err);
+        return -err;
     }
     s->is_bdev = S_ISBLK(st.st_mode);
     s->use_direct = bs->cache == CACHE_NONE || bs->cache == CACHE_DIRECTSYNC;

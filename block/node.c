@@ -502,8 +502,9 @@ struct bdrv_node *bdrv_open(const struct bdrv_open_opts *opts, struct error **er
         error_propagate(errp, err);
         return NULL;
     }
-    if (bs->probed) {
-        log_warn("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+    /* As QEMU: only a writable probed raw image gets the warning. */
+    if (bs->probed && !bs->read_only) {
+        log_warn("Image format was not specified for '%s' and probing guessed raw.\n"
                  "         Automatically detecting the format is dangerous for raw images, "
                  "write operations on block 0 will be restricted.\n"
                  "         Specify the 'raw' format explicitly to remove the restrictions.",

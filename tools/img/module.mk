@@ -1,0 +1,2 @@
+PROGRAMS += diskdm-img
+diskdm-img_SRCS := $(sort $(wildcard tools/img/*.c))
