@@ -15,6 +15,7 @@
 const struct bdrv_ops *const bdrv_drivers[] = {
     &bdrv_file_ops,
     &bdrv_raw_ops,
+    &bdrv_qcow2_ops,
     NULL,
 };
 
@@ -239,7 +240,11 @@ static void inherit_opts(struct bdrv_open_opts *o, const struct bdrv_node *paren
         }
     }
     /* Forced read-only reaches every layer, backing files included. */
-    o->force_read_only |= parent->force_read_only;
+    if (parent->force_read_only) {
+        o->force_read_only = true;
+        o->read_only = (struct opt_bool){ true, true };
+        o->auto_read_only = (struct opt_bool){ true, false };
+    }
     /* Enumerations are inherited when the child left them at default. */
     if (o->cache == CACHE_WRITEBACK) {
         o->cache = p->cache;
