@@ -275,6 +275,7 @@ const struct bdrv_ops *bdrv_find_driver(const char *name);
 /* Drivers in this folder. */
 extern const struct bdrv_ops bdrv_file_ops;
 extern const struct bdrv_ops bdrv_raw_ops;
+extern const struct bdrv_ops bdrv_qcow2_ops;    /* block/qcow2.c */
 
 /*
  * Open a child of `parent` (for use inside a driver's open). `opts` are

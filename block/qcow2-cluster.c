@@ -1,0 +1,933 @@
+/*
+ * block/qcow2-cluster.c — guest offset to host cluster mapping for qcow2:
+ * the L2 table cache, reads (data, zero, backing, compressed), writes with
+ * cluster allocation and copy-on-write, write-zeroes, discard and block
+ * status. Metadata is guarded by bs->lock; reads and writes of clusters
+ * that are already allocated run outside it.
+ *
+ * Write ordering (each step is a completed pwrite before the next starts,
+ * so a process killed at any point leaves a consistent image, at worst with
+ * leaked clusters): the new cluster's refcount is on disk and flushed when
+ * the cluster is reserved (qcow2-refcount.c); then guest data and the
+ * copy-on-write areas are written; then the L2 entry; only then is the old
+ * cluster's refcount dropped. A new L2 table is written before the L1
+ * entry that points to it.
+ */
+#include "block/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+/* ------------------------------------------------------------------ */
+/* Metadata cache                                                      */
+/* ------------------------------------------------------------------ */
+
+int qcow2_cache_init(struct qcow2_cache *c, unsigned nb_tables, uint32_t table_size)
+{
+    unsigned sets = 1;
+    while (sets * QCOW2_CACHE_WAYS < nb_tables) {
+        sets <<= 1;
+    }
+    c->sets = sets;
+    c->table_size = table_size;
+    c->clock = 0;
+    c->mem = calloc((size_t)sets * QCOW2_CACHE_WAYS, table_size);
+    c->offset = calloc((size_t)sets * QCOW2_CACHE_WAYS, sizeof(uint64_t));
+    c->stamp = calloc((size_t)sets * QCOW2_CACHE_WAYS, sizeof(uint64_t));
+    if (!c->mem || !c->offset || !c->stamp) {
+        qcow2_cache_free(c);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void qcow2_cache_free(struct qcow2_cache *c)
+{
+    free(c->mem);
+    free(c->offset);
+    free(c->stamp);
+    c->mem = NULL;
+    c->offset = c->stamp = NULL;
+}
+
+static unsigned cache_set(const struct qcow2_cache *c, uint64_t off)
+{
+    uint64_t k = off / c->table_size;
+    k ^= k >> 17;
+    return (unsigned)(k & (c->sets - 1)) * QCOW2_CACHE_WAYS;
+}
+
+static int cache_find(struct qcow2_cache *c, uint64_t off, bool *hit)
+{
+    unsigned base = cache_set(c, off);
+    unsigned victim = base;
+    for (unsigned i = base; i < base + QCOW2_CACHE_WAYS; i++) {
+        if (c->offset[i] == off) {
+            *hit = true;
+            return (int)i;
+        }
+        if (c->stamp[i] < c->stamp[victim]) {
+            victim = i;
+        }
+    }
+    *hit = false;
+    return (int)victim;
+}
+
+uint8_t *qcow2_cache_get(struct qcow2_state *s, struct qcow2_cache *c,
+                         uint64_t off, int *ret)
+{
+    bool hit;
+    int i = cache_find(c, off, &hit);
+    uint8_t *t = c->mem + (size_t)i * c->table_size;
+    c->stamp[i] = ++c->clock;
+    if (hit) {
+        return t;
+    }
+    if (off + c->table_size > s->file_len) {
+        c->offset[i] = 0;
+        *ret = -EIO;
+        return NULL;
+    }
+    int r = bdrv_pread(s->file, off, t, c->table_size);
+    if (r < 0) {
+        c->offset[i] = 0;
+        *ret = r;
+        return NULL;
+    }
+    c->offset[i] = off;
+    return t;
+}
+
+void qcow2_cache_put(struct qcow2_cache *c, uint64_t off, const void *data)
+{
+    bool hit;
+    int i = cache_find(c, off, &hit);
+    memcpy(c->mem + (size_t)i * c->table_size, data, c->table_size);
+    c->offset[i] = off;
+    c->stamp[i] = ++c->clock;
+}
+
+void qcow2_cache_drop(struct qcow2_cache *c, uint64_t off)
+{
+    bool hit;
+    int i = cache_find(c, off, &hit);
+    if (hit) {
+        c->offset[i] = 0;
+        c->stamp[i] = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Mapping                                                             */
+/* ------------------------------------------------------------------ */
+
+enum qcow2_ctype qcow2_classify(const struct qcow2_state *s, uint64_t l2e)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return QCOW2_C_COMPRESSED;
+    }
+    if (l2e & QCOW2_OFLAG_ZERO) {
+        return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_C_ZERO_ALLOC : QCOW2_C_ZERO_PLAIN;
+    }
+    return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_C_NORMAL : QCOW2_C_UNALLOCATED;
+}
+
+void qcow2_compressed_range(const struct qcow2_state *s, uint64_t l2e,
+                            uint64_t *first, uint64_t *nb)
+{
+    uint64_t coff = l2e & s->coffset_mask;
+    uint64_t nsec = ((l2e >> s->csize_shift) & s->csize_mask) + 1;
+    uint64_t end = (coff & ~511ull) + nsec * 512;
+    *first = coff >> s->cluster_bits;
+    *nb = ((end - 1) >> s->cluster_bits) - *first + 1;
+}
+
+/* The L2 table for l1 index `i`, or NULL (unallocated: *ret = 0). */
+static uint8_t *l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int *ret)
+{
+    *ret = 0;
+    if (i >= s->l1_size) {
+        return NULL;
+    }
+    uint64_t off = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+    if (!off) {
+        return NULL;
+    }
+    if (off & s->cluster_mask) {
+        log_error("qcow2 '%s': L2 table offset %#" PRIx64 " is not cluster aligned",
+                  s->bs->filename, off);
+        *ret = -EIO;
+        return NULL;
+    }
+    if (off + s->cluster_size > s->file_len) {
+        log_error("qcow2 '%s': L2 table at %#" PRIx64 " lies beyond the end of the file",
+                  s->bs->filename, off);
+        *ret = -EIO;
+        return NULL;
+    }
+    *l2_off = off;
+    return qcow2_cache_get(s, &s->l2_cache, off, ret);
+}
+
+/*
+ * Mapping of the run starting at guest `off`: same type and, for data,
+ * contiguous on the host, inside one L2 table, at most `bytes` long.
+ * Caller holds bs->lock.
+ */
+static int get_mapping(struct qcow2_state *s, uint64_t off, uint64_t bytes,
+                       enum qcow2_ctype *type, uint64_t *l2e_out, uint64_t *pn)
+{
+    uint64_t in = off & s->cluster_mask;
+    uint64_t l2_index = (off >> s->cluster_bits) & (s->l2_size - 1);
+    uint64_t l1_index = off >> (s->cluster_bits + s->l2_bits);
+    uint64_t max_cl = MIN(s->l2_size - l2_index, (in + bytes + s->cluster_mask) >> s->cluster_bits);
+    uint64_t l2_off;
+    int ret;
+
+    uint8_t *t = l2_table(s, l1_index, &l2_off, &ret);
+    if (!t) {
+        if (ret < 0) {
+            return ret;
+        }
+        *type = QCOW2_C_UNALLOCATED;
+        *l2e_out = 0;
+        *pn = MIN(bytes, (max_cl << s->cluster_bits) - in);
+        return 0;
+    }
+    uint64_t e0 = qcow2_be64(t + l2_index * 8);
+    enum qcow2_ctype t0 = qcow2_classify(s, e0);
+    uint64_t h0 = e0 & QCOW2_L2E_OFFSET_MASK;
+    if ((t0 == QCOW2_C_NORMAL || t0 == QCOW2_C_ZERO_ALLOC) && (h0 & s->cluster_mask)) {
+        log_error("qcow2 '%s': cluster offset %#" PRIx64 " is not cluster aligned",
+                  s->bs->filename, h0);
+        return -EIO;
+    }
+    uint64_t i = 1;
+    if (t0 != QCOW2_C_COMPRESSED) {
+        for (; i < max_cl; i++) {
+            uint64_t e = qcow2_be64(t + (l2_index + i) * 8);
+            if (qcow2_classify(s, e) != t0 ||
+                ((e ^ e0) & QCOW2_OFLAG_COPIED) ||
+                (t0 == QCOW2_C_NORMAL && (e & QCOW2_L2E_OFFSET_MASK) != h0 + (i << s->cluster_bits))) {
+                break;
+            }
+        }
+    }
+    *type = t0;
+    *l2e_out = e0;
+    *pn = MIN(bytes, (i << s->cluster_bits) - in);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reads                                                               */
+/* ------------------------------------------------------------------ */
+
+#define IOV_STACK 32
+
+/* The part [off, off+len) of an iovec array, into out[] (at most max). */
+static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
+                     struct iovec *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < iovcnt && len > 0; i++) {
+        if (off >= iov[i].iov_len) {
+            off -= iov[i].iov_len;
+            continue;
+        }
+        if (n == max) {
+            return -1;
+        }
+        size_t l = MIN(iov[i].iov_len - off, len);
+        out[n].iov_base = (char *)iov[i].iov_base + off;
+        out[n].iov_len = l;
+        n++;
+        len -= l;
+        off = 0;
+    }
+    return n;
+}
+
+/* Run `fn` on a sub-iovec, spilling to the heap only for huge vectors. */
+struct slice {
+    struct iovec stack[IOV_STACK];
+    struct iovec *v;
+    int n;
+};
+static int slice_make(struct slice *sl, const struct iovec *iov, int iovcnt,
+                      size_t off, size_t len)
+{
+    sl->v = sl->stack;
+    sl->n = iov_slice(iov, iovcnt, off, len, sl->stack, IOV_STACK);
+    if (sl->n < 0) {
+        sl->v = malloc(sizeof(struct iovec) * (size_t)iovcnt);
+        if (!sl->v) {
+            return -ENOMEM;
+        }
+        sl->n = iov_slice(iov, iovcnt, off, len, sl->v, iovcnt);
+    }
+    return 0;
+}
+static void slice_done(struct slice *sl)
+{
+    if (sl->v != sl->stack) {
+        free(sl->v);
+    }
+}
+
+static int decompress(struct qcow2_state *s, const uint8_t *in, size_t in_len,
+                      uint8_t *out)
+{
+    if (s->compression == QCOW2_COMPRESS_ZLIB) {
+        z_stream z;
+        memset(&z, 0, sizeof(z));
+        if (inflateInit2(&z, -12) != Z_OK) {
+            return -ENOMEM;
+        }
+        z.next_in = (Bytef *)in;
+        z.avail_in = (uInt)in_len;
+        z.next_out = out;
+        z.avail_out = s->cluster_size;
+        int r = inflate(&z, Z_FINISH);
+        inflateEnd(&z);
+        if ((r == Z_STREAM_END || r == Z_BUF_ERROR || r == Z_OK) && z.avail_out == 0) {
+            return 0;
+        }
+        return -EIO;
+    }
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    if (!d) {
+        return -ENOMEM;
+    }
+    ZSTD_inBuffer ib = { in, in_len, 0 };
+    ZSTD_outBuffer ob = { out, s->cluster_size, 0 };
+    int ret = 0;
+    while (ob.pos < ob.size) {
+        size_t before_in = ib.pos, before_out = ob.pos;
+        size_t r = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(r)) {
+            ret = -EIO;
+            break;
+        }
+        if (ib.pos == before_in && ob.pos == before_out) {
+            ret = -EIO;     /* input exhausted before the cluster was full */
+            break;
+        }
+    }
+    ZSTD_freeDCtx(d);
+    return ret;
+}
+
+/* The whole guest cluster behind compressed entry `l2e`, into `out`. */
+static int read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out)
+{
+    uint64_t coff = l2e & s->coffset_mask;
+    uint64_t nsec = ((l2e >> s->csize_shift) & s->csize_mask) + 1;
+    uint64_t clen = nsec * 512 - (coff & 511);
+    uint64_t flen = s->file_len;
+    if (coff >= flen) {
+        log_error("qcow2 '%s': compressed cluster at %#" PRIx64 " lies beyond the "
+                  "end of the file", s->bs->filename, coff);
+        return -EIO;
+    }
+    clen = MIN(clen, flen - coff);
+    uint8_t *buf = malloc(clen);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    int ret = bdrv_pread(s->file, coff, buf, clen);
+    if (ret == 0) {
+        ret = decompress(s, buf, clen, out);
+        if (ret == -EIO) {
+            log_error("qcow2 '%s': cannot decompress cluster at %#" PRIx64,
+                      s->bs->filename, coff);
+        }
+    }
+    free(buf);
+    return ret;
+}
+
+/* Guest bytes [off, off+len) from the backing chain; zeroes past its end. */
+static int read_backing(struct bdrv_node *bs, uint64_t off, uint64_t len,
+                        const struct iovec *iov, int iovcnt, size_t iov_off)
+{
+    uint64_t have = 0;
+    if (bs->backing) {
+        int64_t blen = bdrv_getlength(bs->backing);
+        if (blen < 0) {
+            return (int)blen;
+        }
+        if (off < (uint64_t)blen) {
+            have = MIN(len, (uint64_t)blen - off);
+        }
+    }
+    if (have) {
+        struct slice sl;
+        int ret = slice_make(&sl, iov, iovcnt, iov_off, have);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = bdrv_preadv(bs->backing, off, sl.v, sl.n);
+        slice_done(&sl);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (have < len) {
+        iov_memset(iov, iovcnt, iov_off + have, 0, len - have);
+    }
+    return 0;
+}
+
+static int read_host(struct qcow2_state *s, uint64_t host, uint64_t n,
+                     const struct iovec *iov, int iovcnt, size_t iov_off, bool nowait)
+{
+    if (host + n > s->file_len) {
+        log_error("qcow2 '%s': data cluster at %#" PRIx64 " lies beyond the end of "
+                  "the file", s->bs->filename, host);
+        return -EIO;
+    }
+    struct slice sl;
+    int ret = slice_make(&sl, iov, iovcnt, iov_off, n);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = nowait ? bdrv_preadv_nowait(s->file, host, sl.v, sl.n)
+                 : bdrv_preadv(s->file, host, sl.v, sl.n);
+    slice_done(&sl);
+    return ret;
+}
+
+int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                    const struct iovec *iov, int iovcnt, unsigned flags)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t done = 0;
+    uint8_t *cbuf = NULL;
+    int ret = 0;
+
+    while (done < bytes) {
+        uint64_t cur = offset + done, n, l2e;
+        enum qcow2_ctype type;
+
+        if (cur >= s->size) {   /* the aligned tail past the end */
+            iov_memset(iov, iovcnt, done, 0, bytes - done);
+            break;
+        }
+        pthread_mutex_lock(&bs->lock);
+        ret = get_mapping(s, cur, MIN(bytes - done, s->size - cur), &type, &l2e, &n);
+        pthread_mutex_unlock(&bs->lock);
+        if (ret < 0) {
+            break;
+        }
+        switch (type) {
+        case QCOW2_C_NORMAL:
+            ret = read_host(s, (l2e & QCOW2_L2E_OFFSET_MASK) + (cur & s->cluster_mask),
+                            n, iov, iovcnt, done, false);
+            break;
+        case QCOW2_C_ZERO_PLAIN:
+        case QCOW2_C_ZERO_ALLOC:
+            iov_memset(iov, iovcnt, done, 0, n);
+            break;
+        case QCOW2_C_UNALLOCATED:
+            ret = read_backing(bs, cur, n, iov, iovcnt, done);
+            break;
+        case QCOW2_C_COMPRESSED:
+            if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
+                ret = -ENOMEM;
+                break;
+            }
+            ret = read_compressed(s, l2e, cbuf);
+            if (ret == 0) {
+                iov_from_buf(iov, iovcnt, done, cbuf + (cur & s->cluster_mask), n);
+            }
+            break;
+        }
+        if (ret < 0) {
+            break;
+        }
+        done += n;
+    }
+    free(cbuf);
+    return ret;
+}
+
+int qcow2_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                        const struct iovec *iov, int iovcnt)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t done = 0;
+
+    while (done < bytes) {
+        uint64_t cur = offset + done, n, l2e;
+        enum qcow2_ctype type;
+        int ret;
+
+        if (cur >= s->size) {
+            iov_memset(iov, iovcnt, done, 0, bytes - done);
+            break;
+        }
+        if (pthread_mutex_trylock(&bs->lock) != 0) {
+            return -EAGAIN;
+        }
+        /* Only cache hits: a miss would read the file under the lock. */
+        uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
+        uint64_t l2_off = l1_index < s->l1_size ? s->l1[l1_index] & QCOW2_L1E_OFFSET_MASK : 0;
+        bool hit = true;
+        if (l2_off) {
+            cache_find(&s->l2_cache, l2_off, &hit);
+        }
+        ret = hit ? get_mapping(s, cur, MIN(bytes - done, s->size - cur), &type, &l2e, &n)
+                  : -EAGAIN;
+        pthread_mutex_unlock(&bs->lock);
+        if (ret < 0) {
+            return ret;
+        }
+        switch (type) {
+        case QCOW2_C_NORMAL:
+            ret = read_host(s, (l2e & QCOW2_L2E_OFFSET_MASK) + (cur & s->cluster_mask),
+                            n, iov, iovcnt, done, true);
+            break;
+        case QCOW2_C_ZERO_PLAIN:
+        case QCOW2_C_ZERO_ALLOC:
+            iov_memset(iov, iovcnt, done, 0, n);
+            break;
+        case QCOW2_C_UNALLOCATED:
+            if (bs->backing) {
+                return -EAGAIN;
+            }
+            iov_memset(iov, iovcnt, done, 0, n);
+            break;
+        default:
+            return -EAGAIN;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        done += n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writes                                                              */
+/* ------------------------------------------------------------------ */
+
+static int write_l2_entry(struct qcow2_state *s, uint64_t l2_off, uint8_t *table,
+                          uint64_t index, uint64_t e)
+{
+    uint8_t b[8];
+    qcow2_put_be64(b, e);
+    int ret = bdrv_pwrite(s->file, l2_off + index * 8, b, 8, 0);
+    if (ret == 0) {
+        memcpy(table + index * 8, b, 8);
+    } else {
+        qcow2_cache_drop(&s->l2_cache, l2_off);
+    }
+    return ret;
+}
+
+/* Drop this image's reference to the host cluster(s) behind `l2e`. */
+static int free_l2e(struct qcow2_state *s, uint64_t l2e)
+{
+    switch (qcow2_classify(s, l2e)) {
+    case QCOW2_C_NORMAL:
+    case QCOW2_C_ZERO_ALLOC:
+        return qcow2_free_clusters(s, l2e & QCOW2_L2E_OFFSET_MASK, s->cluster_size);
+    case QCOW2_C_COMPRESSED: {
+        uint64_t first, nb;
+        qcow2_compressed_range(s, l2e, &first, &nb);
+        return qcow2_free_clusters(s, first << s->cluster_bits, nb << s->cluster_bits);
+    }
+    default:
+        return 0;
+    }
+}
+
+/*
+ * A writable (COPIED) L2 table for l1 index `i`: allocates a new one or
+ * copies a shared one, then points the L1 entry at it. Caller holds lock.
+ */
+static uint8_t *l2_table_for_write(struct qcow2_state *s, uint64_t i,
+                                   uint64_t *l2_off, int *ret)
+{
+    uint64_t l1e = s->l1[i];
+    uint64_t old = l1e & QCOW2_L1E_OFFSET_MASK;
+    if (old && (l1e & QCOW2_OFLAG_COPIED)) {
+        return l2_table(s, i, l2_off, ret);
+    }
+    uint8_t *src = s->zero_cluster;
+    if (old) {
+        uint64_t o;
+        src = l2_table(s, i, &o, ret);
+        if (!src) {
+            return NULL;
+        }
+        memcpy(s->cow_buf, src, s->cluster_size);
+        src = s->cow_buf;
+    }
+    bool fresh;
+    int64_t n = qcow2_alloc_cluster(s, &fresh);
+    if (n < 0) {
+        *ret = (int)n;
+        return NULL;
+    }
+    if (!(fresh && src == s->zero_cluster)) {
+        *ret = bdrv_pwrite(s->file, (uint64_t)n, src, s->cluster_size, 0);
+        if (*ret < 0) {
+            return NULL;
+        }
+    }
+    qcow2_cache_put(&s->l2_cache, (uint64_t)n, src);
+    uint8_t b[8];
+    qcow2_put_be64(b, (uint64_t)n | QCOW2_OFLAG_COPIED);
+    *ret = bdrv_pwrite(s->file, s->l1_offset + i * 8, b, 8, 0);
+    if (*ret < 0) {
+        return NULL;
+    }
+    s->l1[i] = (uint64_t)n | QCOW2_OFLAG_COPIED;
+    if (old) {
+        qcow2_cache_drop(&s->l2_cache, old);
+        *ret = qcow2_free_clusters(s, old, s->cluster_size);
+        if (*ret < 0) {
+            return NULL;
+        }
+    }
+    *l2_off = (uint64_t)n;
+    return qcow2_cache_get(s, &s->l2_cache, (uint64_t)n, ret);
+}
+
+/*
+ * Write [cur, cur+n) (inside one cluster) into a newly allocated cluster,
+ * filling the rest of it from what the guest saw there before. Caller
+ * holds the lock.
+ */
+static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
+                       const struct iovec *iov, int iovcnt, size_t iov_off)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
+    uint64_t start = cur & ~s->cluster_mask;
+    uint64_t head = cur - start, tail = s->cluster_size - head - n;
+    uint64_t l2_off;
+    int ret;
+
+    uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+    if (!t) {
+        return ret;
+    }
+    uint64_t l2e = qcow2_be64(t + l2_index * 8);
+    enum qcow2_ctype type = qcow2_classify(s, l2e);
+    if (type == QCOW2_C_NORMAL && (l2e & QCOW2_OFLAG_COPIED)) {
+        /* Allocated meanwhile (the caller looked before locking). */
+        struct slice sl;
+        ret = slice_make(&sl, iov, iovcnt, iov_off, n);
+        if (ret == 0) {
+            ret = bdrv_pwritev(s->file, (l2e & QCOW2_L2E_OFFSET_MASK) + head,
+                               sl.v, sl.n, 0);
+            slice_done(&sl);
+        }
+        return ret;
+    }
+    bool reuse = type == QCOW2_C_ZERO_ALLOC && (l2e & QCOW2_OFLAG_COPIED);
+    bool fresh = false;
+    uint64_t host;
+    if (reuse) {
+        host = l2e & QCOW2_L2E_OFFSET_MASK;
+    } else {
+        int64_t h = qcow2_alloc_cluster(s, &fresh);
+        if (h < 0) {
+            return (int)h;
+        }
+        host = (uint64_t)h;
+    }
+
+    /* What the rest of the cluster held. */
+    const uint8_t *fill = s->zero_cluster;
+    bool fill_zero = true;
+    if (head || tail) {
+        switch (type) {
+        case QCOW2_C_UNALLOCATED:
+            if (bs->backing) {
+                struct iovec v = { s->cow_buf, s->cluster_size };
+                ret = read_backing(bs, start, MIN(s->cluster_size, s->size - start),
+                                   &v, 1, 0);
+                if (ret < 0) {
+                    return ret;
+                }
+                if (s->size - start < s->cluster_size) {
+                    memset(s->cow_buf + (s->size - start), 0,
+                           s->cluster_size - (s->size - start));
+                }
+                fill = s->cow_buf;
+                fill_zero = false;
+            }
+            break;
+        case QCOW2_C_NORMAL:
+            ret = bdrv_pread(s->file, l2e & QCOW2_L2E_OFFSET_MASK, s->cow_buf,
+                             s->cluster_size);
+            if (ret < 0) {
+                return ret;
+            }
+            fill = s->cow_buf;
+            fill_zero = false;
+            break;
+        case QCOW2_C_COMPRESSED:
+            ret = read_compressed(s, l2e, s->cow_buf);
+            if (ret < 0) {
+                return ret;
+            }
+            fill = s->cow_buf;
+            fill_zero = false;
+            break;
+        default:
+            break;
+        }
+    }
+
+    /* Data (and copy-on-write areas) first ... */
+    struct iovec v[IOV_STACK + 2];
+    int cnt = 0;
+    uint64_t wstart = host + head;
+    if (head && !(fill_zero && fresh)) {
+        v[cnt].iov_base = (void *)fill;
+        v[cnt].iov_len = head;
+        cnt++;
+        wstart = host;
+    }
+    int m = iov_slice(iov, iovcnt, iov_off, n, v + cnt, IOV_STACK);
+    if (m < 0) {
+        /* Too many pieces: gather them into the copy buffer's image. */
+        uint8_t *b = malloc(s->cluster_size);
+        if (!b) {
+            return -ENOMEM;
+        }
+        memcpy(b, fill, s->cluster_size);
+        iov_to_buf(iov, iovcnt, iov_off, b + head, n);
+        ret = bdrv_pwrite(s->file, host, b, s->cluster_size, 0);
+        free(b);
+    } else {
+        cnt += m;
+        if (tail && !(fill_zero && fresh)) {
+            v[cnt].iov_base = (void *)(fill + head + n);
+            v[cnt].iov_len = tail;
+            cnt++;
+        }
+        ret = bdrv_pwritev(s->file, wstart, v, cnt, 0);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    /* ... then the L2 entry ... */
+    ret = write_l2_entry(s, l2_off, t, l2_index, host | QCOW2_OFLAG_COPIED);
+    if (ret < 0) {
+        return ret;
+    }
+    /* ... and only then the old cluster's reference goes. */
+    if (!reuse) {
+        return free_l2e(s, l2e);
+    }
+    return 0;
+}
+
+int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                     const struct iovec *iov, int iovcnt, unsigned flags)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t done = 0;
+    int ret = 0;
+
+    if (offset + bytes > s->size) {
+        return -EINVAL;
+    }
+    if (s->autoclear) {
+        /* Reopened read-write: bitmaps and external data are ours no more. */
+        pthread_mutex_lock(&bs->lock);
+        uint8_t z[8] = { 0 };
+        ret = s->autoclear ? qcow2_write_header_field(s, QH_AUTOCLEAR, z, 8) : 0;
+        if (ret == 0) {
+            s->autoclear = 0;
+        }
+        pthread_mutex_unlock(&bs->lock);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    while (done < bytes) {
+        uint64_t cur = offset + done, n, l2e;
+        enum qcow2_ctype type;
+
+        pthread_mutex_lock(&bs->lock);
+        ret = get_mapping(s, cur, bytes - done, &type, &l2e, &n);
+        if (ret == 0 && type == QCOW2_C_NORMAL && (l2e & QCOW2_OFLAG_COPIED)) {
+            pthread_mutex_unlock(&bs->lock);
+            struct slice sl;
+            ret = slice_make(&sl, iov, iovcnt, done, n);
+            if (ret == 0) {
+                ret = bdrv_pwritev(s->file, (l2e & QCOW2_L2E_OFFSET_MASK) +
+                                   (cur & s->cluster_mask), sl.v, sl.n, 0);
+                slice_done(&sl);
+            }
+        } else {
+            if (ret == 0) {
+                n = MIN(bytes - done, s->cluster_size - (cur & s->cluster_mask));
+                ret = alloc_write(bs, cur, n, iov, iovcnt, done);
+            }
+            pthread_mutex_unlock(&bs->lock);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        done += n;
+    }
+    if (flags & BDRV_REQ_FUA) {
+        ret = bdrv_flush(s->file);
+    }
+    return ret;
+}
+
+/*
+ * Change the L2 entries of the whole clusters in [offset, offset+bytes):
+ * `zero` sets the zero flag (keeping the allocation when !unmap), else
+ * discard. Caller holds the lock.
+ */
+static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                           bool zero, bool unmap)
+{
+    struct qcow2_state *s = bs->opaque;
+    for (uint64_t cur = offset; cur < offset + bytes; cur += s->cluster_size) {
+        uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
+        uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
+        uint64_t l2_off;
+        int ret;
+
+        uint8_t *t = l2_table(s, l1_index, &l2_off, &ret);
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t old = t ? qcow2_be64(t + l2_index * 8) : 0;
+        enum qcow2_ctype type = qcow2_classify(s, old);
+        uint64_t e;
+        if (zero) {
+            if (type == QCOW2_C_NORMAL && (old & QCOW2_OFLAG_COPIED) && !unmap) {
+                e = old | QCOW2_OFLAG_ZERO;
+            } else if (type == QCOW2_C_ZERO_ALLOC && !unmap) {
+                e = old;
+            } else if (type == QCOW2_C_UNALLOCATED && !bs->backing) {
+                e = 0;      /* already reads as zeroes */
+            } else {
+                e = QCOW2_OFLAG_ZERO;
+            }
+        } else {
+            e = (s->version >= 3 && bs->backing) ? QCOW2_OFLAG_ZERO : 0;
+        }
+        if (e == old) {
+            continue;
+        }
+        t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+        if (!t) {
+            return ret;
+        }
+        ret = write_l2_entry(s, l2_off, t, l2_index, e);
+        if (ret < 0) {
+            return ret;
+        }
+        if ((e & QCOW2_L2E_OFFSET_MASK) != (old & QCOW2_L2E_OFFSET_MASK) ||
+            type == QCOW2_C_COMPRESSED) {
+            ret = free_l2e(s, old);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    return 0;
+}
+
+int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                           unsigned flags)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (s->version < 3) {
+        return -ENOTSUP;
+    }
+    uint64_t end = MIN(offset + bytes, s->size);
+    uint64_t a = qcow2_align_up(s, offset);
+    uint64_t b = end == s->size ? qcow2_align_up(s, end) : end & ~s->cluster_mask;
+    int ret = 0;
+
+    if (a >= b) {
+        a = b = end;    /* no whole cluster: all of it is a partial piece */
+    }
+    /* Partial clusters at either end: write real zeroes. */
+    if (offset < a) {
+        struct iovec v = { s->zero_cluster, MIN(a, end) - offset };
+        ret = qcow2_co_pwritev(bs, offset, v.iov_len, &v, 1, 0);
+    }
+    if (ret == 0 && b < end && b >= a) {
+        struct iovec v = { s->zero_cluster, end - b };
+        ret = qcow2_co_pwritev(bs, b, v.iov_len, &v, 1, 0);
+    }
+    if (ret == 0 && a < b) {
+        pthread_mutex_lock(&bs->lock);
+        ret = change_clusters(bs, a, b - a, true, flags & BDRV_REQ_MAY_UNMAP);
+        pthread_mutex_unlock(&bs->lock);
+    }
+    if (ret == 0 && (flags & BDRV_REQ_FUA)) {
+        ret = bdrv_flush(s->file);
+    }
+    return ret;
+}
+
+int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t end = MIN(offset + bytes, s->size);
+    uint64_t a = qcow2_align_up(s, offset);
+    uint64_t b = end == s->size ? qcow2_align_up(s, end) : end & ~s->cluster_mask;
+    if (a >= b) {
+        return 0;       /* advisory: partial clusters stay */
+    }
+    pthread_mutex_lock(&bs->lock);
+    int ret = change_clusters(bs, a, b - a, false, true);
+    pthread_mutex_unlock(&bs->lock);
+    return ret;
+}
+
+int qcow2_co_block_status(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                          uint64_t *pnum, uint64_t *map, struct bdrv_node **file)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t n, l2e;
+    enum qcow2_ctype type;
+
+    if (offset >= s->size) {
+        *pnum = bytes;
+        return BDRV_BLOCK_ZERO;
+    }
+    pthread_mutex_lock(&bs->lock);
+    int ret = get_mapping(s, offset, MIN(bytes, s->size - offset), &type, &l2e, &n);
+    pthread_mutex_unlock(&bs->lock);
+    if (ret < 0) {
+        return ret;
+    }
+    *pnum = n;
+    switch (type) {
+    case QCOW2_C_NORMAL:
+        *map = (l2e & QCOW2_L2E_OFFSET_MASK) + (offset & s->cluster_mask);
+        *file = s->file;
+        return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
+    case QCOW2_C_ZERO_PLAIN:
+    case QCOW2_C_ZERO_ALLOC:
+        return BDRV_BLOCK_ZERO | BDRV_BLOCK_ALLOCATED;
+    case QCOW2_C_COMPRESSED:
+        return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
+    default:
+        return bs->backing ? 0 : BDRV_BLOCK_ZERO;
+    }
+}

@@ -1,0 +1,600 @@
+/*
+ * block/qcow2-refcount.c — qcow2 reference counts: reading and writing
+ * entries of any width (1..64 bits), refcount blocks and growing the
+ * refcount table, the cluster allocator with its pre-reserved pool, and
+ * the consistency check that recounts every reference (used to repair a
+ * dirty image at open). Everything here runs under bs->lock.
+ */
+#include "block/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Entries                                                             */
+/* ------------------------------------------------------------------ */
+
+static uint64_t rb_get(const struct qcow2_state *s, const uint8_t *t, uint64_t i)
+{
+    switch (s->refcount_order) {
+    case 0: return (t[i / 8] >> (i % 8)) & 1;
+    case 1: return (t[i / 4] >> (2 * (i % 4))) & 3;
+    case 2: return (t[i / 2] >> (4 * (i % 2))) & 15;
+    case 3: return t[i];
+    case 4: return qcow2_be16(t + i * 2);
+    case 5: return qcow2_be32(t + i * 4);
+    default: return qcow2_be64(t + i * 8);
+    }
+}
+
+/* Store entry i; returns the byte offset and length that changed. */
+static void rb_put(const struct qcow2_state *s, uint8_t *t, uint64_t i, uint64_t v,
+                   uint64_t *boff, uint32_t *blen)
+{
+    unsigned bits = s->refcount_bits;
+    if (bits < 8) {
+        unsigned per = 8 / bits;
+        unsigned shift = (unsigned)(i % per) * bits;
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << shift);
+        t[i / per] = (uint8_t)((t[i / per] & ~mask) | ((v << shift) & mask));
+        *boff = i / per;
+        *blen = 1;
+        return;
+    }
+    switch (bits) {
+    case 8: t[i] = (uint8_t)v; break;
+    case 16: qcow2_put_be16(t + i * 2, (uint16_t)v); break;
+    case 32: qcow2_put_be32(t + i * 4, (uint32_t)v); break;
+    default: qcow2_put_be64(t + i * 8, v); break;
+    }
+    *boff = i * (bits / 8);
+    *blen = bits / 8;
+}
+
+int qcow2_grow_file(struct qcow2_state *s, uint64_t len)
+{
+    if (len <= s->file_len) {
+        return 0;
+    }
+    int ret = bdrv_truncate(s->file, len, NULL);
+    if (ret == 0) {
+        s->file_len = len;
+    }
+    return ret;
+}
+
+/* In use according to the metadata recount of a running repair? */
+static bool check_busy(const struct qcow2_state *s, uint64_t c)
+{
+    return s->check_refs && c < s->check_nb && s->check_refs[c];
+}
+static void check_mark(struct qcow2_state *s, uint64_t c)
+{
+    if (s->check_refs && c < s->check_nb) {
+        s->check_refs[c]++;
+    }
+}
+
+static int grow_table(struct qcow2_state *s, uint64_t cluster);
+
+/*
+ * A new refcount block for table index `idx`, placed inside the range it
+ * describes (all of which is free, having had no block) and counting
+ * itself. `avoid` is the cluster the caller is about to set.
+ */
+static int alloc_block(struct qcow2_state *s, uint64_t idx, uint64_t avoid)
+{
+    uint64_t first = idx << s->rb_bits, per = 1ull << s->rb_bits;
+    uint64_t k = first;
+    while (k < first + per && (k == avoid || check_busy(s, k))) {
+        k++;
+    }
+    if (k == first + per) {
+        return -ENOSPC;
+    }
+    int ret = qcow2_grow_file(s, (k + 1) << s->cluster_bits);
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t *b = calloc(1, s->cluster_size);
+    if (!b) {
+        return -ENOMEM;
+    }
+    uint64_t bo;
+    uint32_t bl;
+    rb_put(s, b, k - first, 1, &bo, &bl);
+    uint64_t off = k << s->cluster_bits;
+    ret = bdrv_pwrite(s->file, off, b, s->cluster_size, 0);
+    if (ret == 0) {
+        qcow2_cache_put(&s->rb_cache, off, b);
+        uint8_t e[8];
+        qcow2_put_be64(e, off);
+        ret = bdrv_pwrite(s->file, s->rt_offset + idx * 8, e, 8, 0);
+    }
+    free(b);
+    if (ret < 0) {
+        return ret;
+    }
+    s->rt[idx] = off;
+    check_mark(s, k);
+    return 0;
+}
+
+/* The refcount block holding `cluster`; NULL (and 0) when it has none
+ * and !alloc. */
+static uint8_t *block_for(struct qcow2_state *s, uint64_t cluster, bool alloc, int *ret)
+{
+    uint64_t idx = cluster >> s->rb_bits;
+    *ret = 0;
+    if (idx >= s->rt_entries) {
+        if (!alloc) {
+            return NULL;
+        }
+        *ret = grow_table(s, cluster);
+        if (*ret < 0) {
+            return NULL;
+        }
+    }
+    uint64_t off = s->rt[idx] & QCOW2_RT_OFFSET_MASK;
+    if (!off) {
+        if (!alloc) {
+            return NULL;
+        }
+        *ret = alloc_block(s, idx, cluster);
+        if (*ret < 0) {
+            return NULL;
+        }
+        off = s->rt[idx] & QCOW2_RT_OFFSET_MASK;
+    }
+    if ((off & s->cluster_mask) || off + s->cluster_size > s->file_len) {
+        log_error("qcow2 '%s': refcount block at %#" PRIx64 " is unaligned or "
+                  "beyond the end of the file", s->bs->filename, off);
+        *ret = -EIO;
+        return NULL;
+    }
+    return qcow2_cache_get(s, &s->rb_cache, off, ret);
+}
+
+int qcow2_get_refcount(struct qcow2_state *s, uint64_t cluster, uint64_t *rc)
+{
+    int ret;
+    uint8_t *t = block_for(s, cluster, false, &ret);
+    *rc = t ? rb_get(s, t, cluster & ((1ull << s->rb_bits) - 1)) : 0;
+    return ret;
+}
+
+int qcow2_set_refcount(struct qcow2_state *s, uint64_t cluster, uint64_t rc)
+{
+    int ret;
+    if (rc > s->refcount_max) {
+        return -ERANGE;
+    }
+    uint8_t *t = block_for(s, cluster, rc != 0, &ret);
+    if (!t) {
+        return ret;
+    }
+    uint64_t bo;
+    uint32_t bl;
+    rb_put(s, t, cluster & ((1ull << s->rb_bits) - 1), rc, &bo, &bl);
+    uint64_t off = s->rt[cluster >> s->rb_bits] & QCOW2_RT_OFFSET_MASK;
+    ret = bdrv_pwrite(s->file, off + bo, t + bo, bl, 0);
+    if (ret < 0) {
+        qcow2_cache_drop(&s->rb_cache, off);
+    } else if (rc == 0 && cluster < s->free_hint) {
+        s->free_hint = cluster;
+    }
+    return ret;
+}
+
+/*
+ * Grow the refcount table so it has an entry for `cluster`'s block. The
+ * new table and the blocks that count it go past everything the old table
+ * covers and past the end of the file; the header switches to the new
+ * table in one write, then the old table's clusters are freed.
+ */
+static int grow_table(struct qcow2_state *s, uint64_t cluster)
+{
+    uint64_t cov = (uint64_t)s->rt_entries << s->rb_bits;
+    uint64_t p = MAX(cov, qcow2_align_up(s, s->file_len) >> s->cluster_bits);
+    p = MAX(p, cluster + 1);
+    if (s->check_refs) {
+        p = MAX(p, s->check_nb);
+    }
+    uint64_t T = 1, B = 1, entries = 0;
+    for (int iter = 0; iter < 16; iter++) {
+        uint64_t last = p + T + B - 1;
+        uint64_t need = MAX(cluster >> s->rb_bits, last >> s->rb_bits) + 1;
+        entries = need + need / 2;
+        uint64_t nT = DIV_ROUND_UP(entries * 8, s->cluster_size);
+        uint64_t nB = ((p + nT + B - 1) >> s->rb_bits) - (p >> s->rb_bits) + 1;
+        if (nT == T && nB == B) {
+            break;
+        }
+        T = nT;
+        B = nB;
+    }
+    entries = (T << s->cluster_bits) / 8;
+    if ((T << s->cluster_bits) > QCOW2_MAX_RT_BYTES || entries > UINT32_MAX) {
+        return -EFBIG;
+    }
+    uint64_t *nt = calloc(entries, 8);
+    uint8_t *blk = calloc(1, s->cluster_size);
+    uint8_t *raw = calloc(T, s->cluster_size);
+    int ret = -ENOMEM;
+    if (!nt || !blk || !raw) {
+        goto out_free;
+    }
+    memcpy(nt, s->rt, (size_t)s->rt_entries * 8);
+    ret = qcow2_grow_file(s, (p + T + B) << s->cluster_bits);
+    if (ret < 0) {
+        goto out_free;
+    }
+    /* Blocks at p+T.., counting [p, p+T+B). */
+    uint64_t b0 = p >> s->rb_bits;
+    for (uint64_t j = 0; j < B; j++) {
+        uint64_t idx = b0 + j, first = idx << s->rb_bits;
+        memset(blk, 0, s->cluster_size);
+        for (uint64_t c = MAX(first, p); c < MIN(first + (1ull << s->rb_bits), p + T + B); c++) {
+            uint64_t bo;
+            uint32_t bl;
+            rb_put(s, blk, c - first, 1, &bo, &bl);
+        }
+        uint64_t off = (p + T + j) << s->cluster_bits;
+        ret = bdrv_pwrite(s->file, off, blk, s->cluster_size, 0);
+        if (ret < 0) {
+            goto out_free;
+        }
+        nt[idx] = off;
+    }
+    for (uint64_t i = 0; i < entries; i++) {
+        qcow2_put_be64(raw + i * 8, nt[i]);
+    }
+    ret = bdrv_pwrite(s->file, p << s->cluster_bits, raw, T << s->cluster_bits, 0);
+    if (ret == 0) {
+        ret = bdrv_flush(s->file);
+    }
+    if (ret < 0) {
+        goto out_free;
+    }
+    uint8_t h[12];
+    qcow2_put_be64(h, p << s->cluster_bits);
+    qcow2_put_be32(h + 8, (uint32_t)T);
+    ret = qcow2_write_header_field(s, QH_RT_OFFSET, h, 12);
+    if (ret < 0) {
+        goto out_free;
+    }
+    uint64_t old_off = s->rt_offset, old_clusters = s->rt_clusters;
+    free(s->rt);
+    s->rt = nt;
+    nt = NULL;
+    s->rt_entries = (uint32_t)entries;
+    s->rt_offset = p << s->cluster_bits;
+    s->rt_clusters = (uint32_t)T;
+    for (uint64_t c = p; c < p + T + B; c++) {
+        check_mark(s, c);
+    }
+    ret = qcow2_free_clusters(s, old_off, old_clusters << s->cluster_bits);
+
+out_free:
+    free(nt);
+    free(blk);
+    free(raw);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Allocation                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Reserve a run of free clusters (refcount 1 each, flushed) as the pool. */
+static int pool_refill(struct qcow2_state *s)
+{
+    uint64_t want = MAX(1, MIN(256, (1u << 20) >> s->cluster_bits));
+    uint64_t c = s->free_hint, rc;
+    int ret;
+
+    for (;; c++) {
+        ret = qcow2_get_refcount(s, c, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc == 0 && !check_busy(s, c)) {
+            break;
+        }
+    }
+    uint64_t start = c, n = 0;
+    bool fresh = (start << s->cluster_bits) >= s->file_len;
+    while (n < want) {
+        /* Setting one refcount may place a new refcount block or table
+         * right after it: re-check each cluster before taking it. */
+        ret = qcow2_get_refcount(s, start + n, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc != 0 || check_busy(s, start + n)) {
+            break;
+        }
+        ret = qcow2_set_refcount(s, start + n, 1);
+        if (ret < 0) {
+            return ret;
+        }
+        check_mark(s, start + n);
+        n++;
+    }
+    if (n == 0) {
+        return -EIO;
+    }
+    ret = qcow2_grow_file(s, (start + n) << s->cluster_bits);
+    if (ret == 0) {
+        ret = bdrv_flush(s->file);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    s->pool_next = start;
+    s->pool_end = start + n;
+    s->pool_fresh = fresh;
+    s->free_hint = start + n;
+    return 0;
+}
+
+int64_t qcow2_alloc_cluster(struct qcow2_state *s, bool *fresh)
+{
+    if (s->pool_next == s->pool_end) {
+        int ret = pool_refill(s);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    *fresh = s->pool_fresh;
+    return (int64_t)(s->pool_next++ << s->cluster_bits);
+}
+
+void qcow2_pool_release(struct qcow2_state *s)
+{
+    uint64_t from = s->pool_next, to = s->pool_end;
+    bool at_end = (to << s->cluster_bits) >= s->file_len;
+    for (uint64_t c = from; c < to; c++) {
+        if (qcow2_set_refcount(s, c, 0) < 0) {
+            at_end = false;
+            break;
+        }
+    }
+    s->pool_next = s->pool_end = 0;
+    if (at_end && from < to) {
+        /* Nothing lies past the pool: give the file its old end back. */
+        if (bdrv_truncate(s->file, from << s->cluster_bits, NULL) == 0) {
+            s->file_len = from << s->cluster_bits;
+        }
+    }
+}
+
+int qcow2_free_clusters(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    for (uint64_t c = off >> s->cluster_bits;
+         c < (off + len + s->cluster_mask) >> s->cluster_bits; c++) {
+        uint64_t rc;
+        int ret = qcow2_get_refcount(s, c, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc == 0) {
+            log_error("qcow2 '%s': freeing cluster %" PRIu64 " whose refcount is 0",
+                      s->bs->filename, c);
+            return -EIO;
+        }
+        ret = qcow2_set_refcount(s, c, rc - 1);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Check and repair                                                    */
+/* ------------------------------------------------------------------ */
+
+struct recount {
+    struct qcow2_state *s;
+    uint32_t *refs;
+    uint64_t nb;
+    uint64_t outside;       /* references past the end of the file */
+};
+
+static void count(struct recount *r, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = r->s;
+    if (len == 0) {
+        return;
+    }
+    for (uint64_t c = off >> s->cluster_bits; c <= (off + len - 1) >> s->cluster_bits; c++) {
+        if (c >= r->nb) {
+            r->outside++;
+        } else if (r->refs[c] < UINT32_MAX) {
+            r->refs[c]++;
+        }
+    }
+}
+
+/* An L1 table and everything it points to. */
+static int count_l1(struct recount *r, uint64_t l1_off, uint32_t l1_size, uint8_t *buf)
+{
+    struct qcow2_state *s = r->s;
+    count(r, l1_off, (uint64_t)l1_size * 8);
+    for (uint32_t i = 0; i < l1_size; i++) {
+        uint64_t e;
+        int ret = bdrv_pread(s->file, l1_off + (uint64_t)i * 8, &e, 8);
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t l2 = __builtin_bswap64(e) & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        count(r, l2, s->cluster_size);
+        if ((l2 & s->cluster_mask) || l2 + s->cluster_size > s->file_len) {
+            r->outside++;
+            continue;
+        }
+        ret = bdrv_pread(s->file, l2, buf, s->cluster_size);
+        if (ret < 0) {
+            return ret;
+        }
+        for (uint32_t j = 0; j < s->l2_size; j++) {
+            uint64_t l2e = qcow2_be64(buf + (uint64_t)j * 8);
+            switch (qcow2_classify(s, l2e)) {
+            case QCOW2_C_NORMAL:
+            case QCOW2_C_ZERO_ALLOC:
+                count(r, l2e & QCOW2_L2E_OFFSET_MASK, s->cluster_size);
+                break;
+            case QCOW2_C_COMPRESSED: {
+                uint64_t first, nb;
+                qcow2_compressed_range(s, l2e, &first, &nb);
+                count(r, first << s->cluster_bits, nb << s->cluster_bits);
+                break;
+            }
+            default:
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+static int count_snapshots(struct recount *r, uint8_t *buf)
+{
+    struct qcow2_state *s = r->s;
+    uint64_t off = s->snapshots_offset, start = off;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        uint8_t h[40];
+        off = ROUND_UP(off, 8);
+        if (off + sizeof(h) > s->file_len) {
+            return -EIO;
+        }
+        int ret = bdrv_pread(s->file, off, h, sizeof(h));
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t l1 = qcow2_be64(h);
+        uint32_t l1_size = qcow2_be32(h + 8);
+        off += sizeof(h) + qcow2_be32(h + 36) + qcow2_be16(h + 12) + qcow2_be16(h + 14);
+        if ((uint64_t)l1_size * 8 > QCOW2_MAX_L1_BYTES ||
+            l1 + (uint64_t)l1_size * 8 > s->file_len) {
+            return -EIO;
+        }
+        ret = count_l1(r, l1, l1_size, buf);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    count(r, start, ROUND_UP(off, 8) - start);
+    return 0;
+}
+
+int qcow2_check_refcounts(struct qcow2_state *s, bool repair,
+                          struct qcow2_check_result *res, struct error **errp)
+{
+    struct recount r = { .s = s };
+    uint8_t *buf = NULL;
+    int ret;
+
+    memset(res, 0, sizeof(*res));
+    if (repair) {
+        qcow2_pool_release(s);
+    }
+    r.nb = qcow2_align_up(s, s->file_len) >> s->cluster_bits;
+    if (r.nb > (1ull << 28)) {
+        error_setg(errp, "'%s': image too large to check", s->bs->filename);
+        return -EFBIG;
+    }
+    r.refs = calloc(r.nb ? r.nb : 1, sizeof(uint32_t));
+    buf = malloc(s->cluster_size);
+    if (!r.refs || !buf) {
+        ret = -ENOMEM;
+        error_setg(errp, "Out of memory");
+        goto out_free;
+    }
+    count(&r, 0, s->cluster_size);
+    ret = count_l1(&r, s->l1_offset, s->l1_size, buf);
+    if (ret == 0 && s->nb_snapshots) {
+        ret = count_snapshots(&r, buf);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "'%s': cannot read the image metadata",
+                         s->bs->filename);
+        goto out_free;
+    }
+    count(&r, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits);
+    for (uint32_t i = 0; i < s->rt_entries; i++) {
+        uint64_t b = s->rt[i] & QCOW2_RT_OFFSET_MASK;
+        if (b) {
+            count(&r, b, s->cluster_size);
+        }
+    }
+    res->corruptions += r.outside;
+    if (r.outside && repair) {
+        error_setg(errp, "'%s': metadata points past the end of the file; "
+                   "cannot repair", s->bs->filename);
+        ret = -EIO;
+        goto out_free;
+    }
+
+    /* Compare, and with `repair` make the stored counts match. The
+     * allocator must not hand out a cluster the recount found in use. */
+    if (repair) {
+        s->check_refs = r.refs;
+        s->check_nb = r.nb;
+    }
+    /* Past the end of the file only stale counts can exist; a repair
+     * leaves them (new refcount structures may land there meanwhile). */
+    uint64_t limit = repair ? r.nb :
+        MAX(r.nb, MIN((uint64_t)s->rt_entries << s->rb_bits, r.nb + (1ull << s->rb_bits)));
+    for (uint64_t c = 0; c < limit; c++) {
+        if ((c & ((1ull << s->rb_bits) - 1)) == 0 && c >= r.nb &&
+            (c >> s->rb_bits) < s->rt_entries && !s->rt[c >> s->rb_bits]) {
+            c += (1ull << s->rb_bits) - 1;
+            continue;
+        }
+        uint64_t rc, want = c < r.nb ? r.refs[c] : 0;
+        ret = qcow2_get_refcount(s, c, &rc);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "'%s': cannot read refcounts", s->bs->filename);
+            goto out_unset;
+        }
+        if (rc == want) {
+            continue;
+        }
+        if (rc < want) {
+            res->corruptions++;
+        } else {
+            res->leaks++;
+        }
+        if (repair) {
+            ret = qcow2_set_refcount(s, c, MIN(want, s->refcount_max));
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "'%s': cannot write refcounts",
+                                 s->bs->filename);
+                goto out_unset;
+            }
+            res->fixed++;
+        }
+    }
+    if (repair) {
+        ret = bdrv_flush(s->file);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "'%s': flush failed", s->bs->filename);
+        }
+    }
+    s->free_hint = 1;
+
+out_unset:
+    s->check_refs = NULL;
+    s->check_nb = 0;
+out_free:
+    free(r.refs);
+    free(buf);
+    return ret;
+}

@@ -1,0 +1,610 @@
+/*
+ * block/qcow2.c — the qcow2 format driver: probing, header and extension
+ * parsing, the read-only / dirty / corrupt rules at open, the backing
+ * chain (resolved relative to the image, loops refused) and the vtable.
+ * Cluster mapping and I/O live in qcow2-cluster.c, refcounts in
+ * qcow2-refcount.c, creation in qcow2-create.c.
+ */
+#include "block/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    if (len >= 8 && qcow2_be32(buf) == QCOW2_MAGIC) {
+        uint32_t v = qcow2_be32(buf + QH_VERSION);
+        if (v == 2 || v == 3) {
+            return 100;
+        }
+    }
+    return 0;
+}
+
+int qcow2_write_header_field(struct qcow2_state *s, unsigned off,
+                             const void *buf, size_t len)
+{
+    int ret = bdrv_pwrite(s->file, off, buf, len, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    return bdrv_flush(s->file);
+}
+
+int qcow2_set_incompat(struct qcow2_state *s, uint64_t incompat)
+{
+    uint8_t b[8];
+    qcow2_put_be64(b, incompat);
+    int ret = qcow2_write_header_field(s, QH_INCOMPAT, b, 8);
+    if (ret == 0) {
+        s->incompat = incompat;
+    }
+    return ret;
+}
+
+/* Name of a feature bit from the image's feature-name table, or NULL. */
+static const char *feature_name(struct qcow2_state *s, unsigned type,
+                                unsigned bit, char out[47])
+{
+    for (unsigned i = 0; i < s->nb_exts; i++) {
+        struct qcow2_ext *e = &s->exts[i];
+        if (e->type != QCOW2_EXT_FEATURE_NAMES) {
+            continue;
+        }
+        for (uint32_t o = 0; o + 48 <= e->len; o += 48) {
+            if (e->data[o] == type && e->data[o + 1] == bit) {
+                memcpy(out, e->data + o + 2, 46);
+                out[46] = '\0';
+                return out;
+            }
+        }
+    }
+    return NULL;
+}
+
+static void free_state(struct qcow2_state *s)
+{
+    for (unsigned i = 0; i < s->nb_exts; i++) {
+        free(s->exts[i].data);
+    }
+    free(s->exts);
+    s->exts = NULL;
+    s->nb_exts = 0;
+    free(s->backing_file);
+    free(s->backing_fmt);
+    free(s->full_backing_file);
+    free(s->l1);
+    free(s->rt);
+    free(s->zero_cluster);
+    free(s->cow_buf);
+    s->cow_buf = NULL;
+    s->backing_file = s->backing_fmt = s->full_backing_file = NULL;
+    s->l1 = NULL;
+    s->rt = NULL;
+    s->zero_cluster = NULL;
+    qcow2_cache_free(&s->l2_cache);
+    qcow2_cache_free(&s->rb_cache);
+}
+
+/* Extensions from `start` to the end marker inside cluster 0. */
+static int parse_extensions(struct qcow2_state *s, const uint8_t *c0,
+                            size_t c0_len, uint64_t start, uint64_t end,
+                            struct error **errp)
+{
+    uint64_t off = start;
+    while (off + 8 <= end) {
+        uint32_t type = qcow2_be32(c0 + off);
+        uint32_t len = qcow2_be32(c0 + off + 4);
+        off += 8;
+        if (type == QCOW2_EXT_END) {
+            return 0;
+        }
+        if (len > end - off) {
+            error_setg(errp, "'%s': header extension 0x%08" PRIx32
+                       " is too long (%" PRIu32 " bytes)",
+                       s->bs->filename, type, len);
+            return -EINVAL;
+        }
+        struct qcow2_ext *n = realloc(s->exts, (s->nb_exts + 1) * sizeof(*n));
+        if (!n) {
+            error_setg(errp, "Out of memory");
+            return -ENOMEM;
+        }
+        s->exts = n;
+        n = &s->exts[s->nb_exts];
+        n->type = type;
+        n->len = len;
+        n->data = malloc(len + 1);
+        if (!n->data) {
+            error_setg(errp, "Out of memory");
+            return -ENOMEM;
+        }
+        memcpy(n->data, c0 + off, len);
+        n->data[len] = 0;
+        s->nb_exts++;
+        if (type == QCOW2_EXT_BACKING_FMT) {
+            free(s->backing_fmt);
+            s->backing_fmt = strndup((char *)n->data, len);
+            if (!s->backing_fmt) {
+                error_setg(errp, "Out of memory");
+                return -ENOMEM;
+            }
+        }
+        off += ROUND_UP((uint64_t)len, 8);
+    }
+    (void)c0_len;
+    return 0;
+}
+
+/* Is [off, off+len) a cluster-aligned range inside the file? */
+static bool table_ok(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    return (off & s->cluster_mask) == 0 && off != 0 &&
+           off <= s->file_len && len <= s->file_len - off;
+}
+
+static int load_table(struct qcow2_state *s, uint64_t off, uint32_t entries,
+                      uint64_t **out)
+{
+    uint64_t *t = calloc(entries ? entries : 1, 8);
+    if (!t) {
+        return -ENOMEM;
+    }
+    if (entries) {
+        int ret = bdrv_pread(s->file, off, t, (size_t)entries * 8);
+        if (ret < 0) {
+            free(t);
+            return ret;
+        }
+        for (uint32_t i = 0; i < entries; i++) {
+            t[i] = __builtin_bswap64(t[i]);
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+/* stat() identity of the protocol file under a node. */
+static bool node_same_file(struct bdrv_node *n, const struct stat *st)
+{
+    struct stat nst;
+    const char *fn = n->file ? n->file->filename : n->filename;
+    if (!fn || stat(fn, &nst) < 0) {
+        return false;
+    }
+    return nst.st_dev == st->st_dev && nst.st_ino == st->st_ino;
+}
+
+static int open_backing(struct qcow2_state *s, struct error **errp)
+{
+    struct bdrv_node *bs = s->bs;
+    const char *name = s->backing_file;
+    const char *self = bs->filename ? bs->filename : "";
+
+    if (name[0] == '/' || !strchr(self, '/')) {
+        s->full_backing_file = strdup(name);
+    } else {
+        char *dup = strdup(self);
+        if (dup && asprintf(&s->full_backing_file, "%s/%s", dirname(dup), name) < 0) {
+            s->full_backing_file = NULL;
+        }
+        free(dup);
+    }
+    if (!s->full_backing_file) {
+        error_setg(errp, "Out of memory");
+        return -ENOMEM;
+    }
+    if (bs->opts.no_backing) {
+        return 0;
+    }
+
+    /* Loops and runaway depth: compare with every image above us. */
+    struct stat st;
+    int depth = 0;
+    for (struct bdrv_node *p = bs; p; p = p->parent) {
+        if (p->drv == bs->drv || p->file) {
+            depth++;
+        }
+    }
+    if (stat(s->full_backing_file, &st) == 0) {
+        for (struct bdrv_node *p = bs; p; p = p->parent) {
+            if (p->role == BDRV_CHILD_FILE) {
+                continue;
+            }
+            if (node_same_file(p, &st)) {
+                error_setg(errp, "Backing file loop: '%s' has backing file '%s', "
+                           "which is already in the chain as '%s'", self,
+                           s->full_backing_file, p->filename ? p->filename : "?");
+                return -ELOOP;
+            }
+        }
+    }
+    if (depth >= QCOW2_MAX_CHAIN_DEPTH) {
+        error_setg(errp, "Backing chain too deep (more than %d images): '%s' "
+                   "has backing file '%s'", QCOW2_MAX_CHAIN_DEPTH, self,
+                   s->full_backing_file);
+        return -ELOOP;
+    }
+
+    struct bdrv_open_opts o;
+    bdrv_open_opts_init(&o);
+    int ret = 0;
+    if (bs->opts.backing) {
+        ret = bdrv_open_opts_copy(&o, bs->opts.backing);
+    }
+    if (ret == 0 && !o.driver && s->backing_fmt) {
+        o.driver = strdup(s->backing_fmt);
+        if (!o.driver) {
+            ret = -ENOMEM;
+        }
+    }
+    if (ret < 0) {
+        bdrv_open_opts_free(&o);
+        error_setg(errp, "Out of memory");
+        return ret;
+    }
+    ret = bdrv_open_child(bs, BDRV_CHILD_BACKING, &o,
+                          o.filename ? NULL : s->full_backing_file, errp);
+    bdrv_open_opts_free(&o);
+    if (ret < 0) {
+        error_prepend(errp, "Could not open backing file");
+    }
+    return ret;
+}
+
+static int report_unsupported(struct qcow2_state *s, uint64_t bits,
+                              struct error **errp)
+{
+    char buf[512] = "";
+    size_t n = 0;
+    for (unsigned bit = 0; bit < 64; bit++) {
+        if (!(bits & (1ull << bit))) {
+            continue;
+        }
+        char name[47];
+        const char *nm = feature_name(s, 0, bit, name);
+        n += snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0,
+                      "%sincompatible bit %u%s%s%s", n ? ", " : "", bit,
+                      nm ? " (" : "", nm ? nm : "", nm ? ")" : "");
+        if (n >= sizeof(buf)) {
+            break;
+        }
+    }
+    error_setg(errp, "'%s': unsupported qcow2 feature(s): %s",
+               s->bs->filename, buf);
+    return -ENOTSUP;
+}
+
+#define FAIL(err, ...) do { error_setg(errp, __VA_ARGS__); ret = (err); \
+    bdrv_error_errnum(errp, -ret); goto out_free; } while (0)
+
+static int qcow2_open(struct bdrv_node *bs, struct error **errp)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint8_t *c0 = NULL;
+    int ret;
+
+    s->bs = bs;
+    ret = bdrv_open_child(bs, BDRV_CHILD_FILE, bs->opts.file, NULL, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    s->file = bs->file;
+    const char *fn = bs->filename;
+    int64_t flen = bdrv_getlength(s->file);
+    if (flen < 0) {
+        error_setg_errno(errp, (int)-flen, "Could not get the size of '%s'", fn);
+        return (int)flen;
+    }
+    s->file_len = (uint64_t)flen;
+
+    uint8_t h[QCOW2_V3_HEADER_LEN + 8] = { 0 };
+    if (s->file_len < QCOW2_V2_HEADER_LEN) {
+        FAIL(-EINVAL, "'%s': qcow2 header is truncated (file is %" PRIu64 " bytes)",
+             fn, s->file_len);
+    }
+    ret = bdrv_pread(s->file, 0, h, MIN(sizeof(h), s->file_len));
+    if (ret < 0) {
+        FAIL(ret, "Could not read the qcow2 header of '%s': %s", fn, strerror(-ret));
+    }
+    if (qcow2_be32(h) != QCOW2_MAGIC) {
+        FAIL(-EINVAL, "'%s' is not in qcow2 format", fn);
+    }
+    s->version = qcow2_be32(h + QH_VERSION);
+    if (s->version != 2 && s->version != 3) {
+        FAIL(-ENOTSUP, "'%s': unsupported qcow2 version %" PRIu32, fn, s->version);
+    }
+    s->cluster_bits = qcow2_be32(h + QH_CLUSTER_BITS);
+    if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+        FAIL(-EINVAL, "'%s': unsupported cluster size: 2^%" PRIu32, fn, s->cluster_bits);
+    }
+    s->cluster_size = 1u << s->cluster_bits;
+    s->cluster_mask = s->cluster_size - 1;
+    s->l2_bits = s->cluster_bits - 3;
+    s->l2_size = 1u << s->l2_bits;
+    s->size = qcow2_be64(h + QH_SIZE);
+    uint64_t backing_off = qcow2_be64(h + QH_BACKING_OFFSET);
+    uint32_t backing_len = qcow2_be32(h + QH_BACKING_SIZE);
+    uint32_t crypt = qcow2_be32(h + QH_CRYPT);
+    s->l1_size = qcow2_be32(h + QH_L1_SIZE);
+    s->l1_offset = qcow2_be64(h + QH_L1_OFFSET);
+    s->rt_offset = qcow2_be64(h + QH_RT_OFFSET);
+    s->rt_clusters = qcow2_be32(h + QH_RT_CLUSTERS);
+    s->nb_snapshots = qcow2_be32(h + QH_NB_SNAPSHOTS);
+    s->snapshots_offset = qcow2_be64(h + QH_SNAPSHOTS_OFFSET);
+    if (s->version == 2) {
+        s->refcount_order = 4;
+        s->header_length = QCOW2_V2_HEADER_LEN;
+    } else {
+        if (s->file_len < QCOW2_V3_HEADER_LEN) {
+            FAIL(-EINVAL, "'%s': qcow2 header is truncated (file is %" PRIu64 " bytes)",
+                 fn, s->file_len);
+        }
+        s->incompat = qcow2_be64(h + QH_INCOMPAT);
+        s->compat = qcow2_be64(h + QH_COMPAT);
+        s->autoclear = qcow2_be64(h + QH_AUTOCLEAR);
+        s->refcount_order = qcow2_be32(h + QH_REFCOUNT_ORDER);
+        s->header_length = qcow2_be32(h + QH_HEADER_LENGTH);
+        if (s->header_length < QCOW2_V3_HEADER_LEN || (s->header_length & 7)) {
+            FAIL(-EINVAL, "'%s': invalid qcow2 header length %" PRIu32, fn,
+                 s->header_length);
+        }
+        if (s->header_length > s->cluster_size) {
+            FAIL(-EINVAL, "'%s': qcow2 header exceeds the cluster size", fn);
+        }
+        if (s->header_length > QCOW2_V3_HEADER_LEN && s->file_len > QH_COMPRESSION_TYPE) {
+            s->compression = h[QH_COMPRESSION_TYPE];
+        }
+    }
+    if (s->refcount_order > 6) {
+        FAIL(-EINVAL, "'%s': reference count entry width too large; may not "
+             "exceed 64 bits", fn);
+    }
+    s->refcount_bits = 1u << s->refcount_order;
+    s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX : (1ull << s->refcount_bits) - 1;
+    s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
+    s->csize_shift = 62 - (s->cluster_bits - 8);
+    s->csize_mask = (1u << (s->cluster_bits - 8)) - 1;
+    s->coffset_mask = (1ull << s->csize_shift) - 1;
+
+    /* Cluster 0: header, extensions, backing file name. */
+    size_t c0_len = MIN((uint64_t)s->cluster_size, s->file_len);
+    c0 = calloc(1, s->cluster_size);
+    if (!c0) {
+        FAIL(-ENOMEM, "Out of memory");
+    }
+    ret = bdrv_pread(s->file, 0, c0, c0_len);
+    if (ret < 0) {
+        FAIL(ret, "Could not read the qcow2 header of '%s': %s", fn, strerror(-ret));
+    }
+    if (s->version == 3 && s->header_length > c0_len) {
+        FAIL(-EINVAL, "'%s': qcow2 header is truncated (file is %" PRIu64 " bytes)",
+             fn, s->file_len);
+    }
+    uint64_t ext_end = backing_off ? backing_off : c0_len;
+    if (backing_off) {
+        if (backing_off > s->cluster_size || backing_len > s->cluster_size - backing_off ||
+            backing_off + backing_len > c0_len) {
+            FAIL(-EINVAL, "'%s': invalid backing file offset", fn);
+        }
+        if (backing_len > QCOW2_MAX_BACKING_NAME) {
+            FAIL(-EINVAL, "'%s': backing file name too long (%" PRIu32
+                 " bytes; at most %d)", fn, backing_len, QCOW2_MAX_BACKING_NAME);
+        }
+        if (backing_len == 0 || memchr(c0 + backing_off, 0, backing_len)) {
+            FAIL(-EINVAL, "'%s': invalid backing file name", fn);
+        }
+    }
+    if (ext_end > c0_len) {
+        ext_end = c0_len;
+    }
+    ret = parse_extensions(s, c0, c0_len, s->header_length, ext_end, errp);
+    if (ret < 0) {
+        goto out_free;
+    }
+    if (backing_off) {
+        s->backing_file = strndup((char *)c0 + backing_off, backing_len);
+        if (!s->backing_file) {
+            FAIL(-ENOMEM, "Out of memory");
+        }
+    }
+    free(c0);
+    c0 = NULL;
+
+    /* Feature bits. */
+    if (s->incompat & ~QCOW2_INCOMPAT_SUPPORTED) {
+        ret = report_unsupported(s, s->incompat & ~QCOW2_INCOMPAT_SUPPORTED, errp);
+        goto out_free;
+    }
+    if (crypt != 0) {
+        FAIL(-ENOTSUP, "'%s': encrypted qcow2 images are not supported", fn);
+    }
+    if (s->compression > QCOW2_COMPRESS_ZSTD ||
+        (s->compression != QCOW2_COMPRESS_ZLIB && !(s->incompat & QCOW2_INCOMPAT_COMPRESSION)) ||
+        (s->compression == QCOW2_COMPRESS_ZLIB && (s->incompat & QCOW2_INCOMPAT_COMPRESSION))) {
+        FAIL(-EINVAL, "'%s': invalid compression type %d", fn, (int)s->compression);
+    }
+    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only) {
+        FAIL(-EACCES, "'%s': Image is corrupt; cannot be opened read/write", fn);
+    }
+
+    /* Sizes and tables. */
+    uint64_t l2_coverage = (uint64_t)s->cluster_size << s->l2_bits;
+    if (s->size > (1ull << 56) || s->size > (uint64_t)INT64_MAX) {
+        FAIL(-EFBIG, "'%s': image size too big (%" PRIu64 " bytes)", fn, s->size);
+    }
+    uint64_t l1_needed = DIV_ROUND_UP(s->size, l2_coverage);
+    if ((uint64_t)s->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+        FAIL(-EFBIG, "'%s': active L1 table too large (%" PRIu32 " entries)", fn,
+             s->l1_size);
+    }
+    if (s->l1_size < l1_needed) {
+        FAIL(-EINVAL, "'%s': L1 table is too small for the image size", fn);
+    }
+    if (s->l1_size && !table_ok(s, s->l1_offset, (uint64_t)s->l1_size * 8)) {
+        FAIL(-EINVAL, "'%s': L1 table (offset %#" PRIx64 ", %" PRIu32
+             " entries) is unaligned or lies beyond the end of the file", fn,
+             s->l1_offset, s->l1_size);
+    }
+    if ((uint64_t)s->rt_clusters << s->cluster_bits > QCOW2_MAX_RT_BYTES) {
+        FAIL(-EFBIG, "'%s': reference count table too large (%" PRIu32 " clusters)",
+             fn, s->rt_clusters);
+    }
+    if (s->rt_clusters == 0 ||
+        !table_ok(s, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits)) {
+        FAIL(-EINVAL, "'%s': reference count table (offset %#" PRIx64 ", %" PRIu32
+             " clusters) is unaligned or lies beyond the end of the file", fn,
+             s->rt_offset, s->rt_clusters);
+    }
+    if (s->nb_snapshots > 65536) {
+        FAIL(-EFBIG, "'%s': too many snapshots (%" PRIu32 ")", fn, s->nb_snapshots);
+    }
+    if (s->nb_snapshots && (s->snapshots_offset & 7 || s->snapshots_offset >= s->file_len)) {
+        FAIL(-EINVAL, "'%s': snapshot table offset is invalid", fn);
+    }
+    ret = load_table(s, s->l1_offset, s->l1_size, &s->l1);
+    if (ret < 0) {
+        FAIL(ret, "Could not read the L1 table of '%s': %s", fn, strerror(-ret));
+    }
+    s->rt_entries = (uint32_t)(((uint64_t)s->rt_clusters << s->cluster_bits) / 8);
+    ret = load_table(s, s->rt_offset, s->rt_entries, &s->rt);
+    if (ret < 0) {
+        FAIL(ret, "Could not read the reference count table of '%s': %s", fn,
+             strerror(-ret));
+    }
+
+    /* Caches: enough L2 tables to map the whole disk, up to 32 MiB. */
+    uint64_t l2_tables = MAX(l1_needed, 1);
+    uint64_t l2_bytes = MIN(l2_tables << s->cluster_bits, 32ull << 20);
+    unsigned l2_nb = (unsigned)MAX(l2_bytes >> s->cluster_bits, 16);
+    if (qcow2_cache_init(&s->l2_cache, l2_nb, s->cluster_size) < 0 ||
+        qcow2_cache_init(&s->rb_cache, 16, s->cluster_size) < 0 ||
+        !(s->zero_cluster = calloc(1, s->cluster_size)) ||
+        !(s->cow_buf = malloc(s->cluster_size))) {
+        FAIL(-ENOMEM, "Out of memory");
+    }
+    s->free_hint = 1;
+    bs->total_size = s->size;
+
+    if (s->backing_file) {
+        ret = open_backing(s, errp);
+        if (ret < 0) {
+            goto out_free;
+        }
+    }
+
+    if (!bs->read_only) {
+        s->writable = true;
+        if (s->autoclear) {
+            /* We keep no bitmaps and no external data: whatever those
+             * bits vouch for is no longer guaranteed once we write. */
+            uint8_t z[8] = { 0 };
+            ret = qcow2_write_header_field(s, QH_AUTOCLEAR, z, 8);
+            if (ret < 0) {
+                FAIL(ret, "Could not update the header of '%s': %s", fn, strerror(-ret));
+            }
+            s->autoclear = 0;
+        }
+        if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
+            struct qcow2_check_result res;
+            ret = qcow2_check_refcounts(s, true, &res, errp);
+            if (ret < 0) {
+                error_prepend(errp, "Could not repair dirty image '%s'", fn);
+                goto out_free;
+            }
+            ret = qcow2_set_incompat(s, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+            if (ret < 0) {
+                FAIL(ret, "Could not update the header of '%s': %s", fn, strerror(-ret));
+            }
+        }
+    }
+    return 0;
+
+out_free:
+    free(c0);
+    free_state(s);
+    return ret;
+}
+
+static void qcow2_close(struct bdrv_node *bs)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (s->writable) {
+        pthread_mutex_lock(&bs->lock);
+        qcow2_pool_release(s);
+        pthread_mutex_unlock(&bs->lock);
+        bdrv_flush(s->file);
+    }
+    free_state(s);
+}
+
+static void qcow2_get_info(struct bdrv_node *bs, struct bdrv_info *info)
+{
+    struct qcow2_state *s = bs->opaque;
+    info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
+    info->cluster_size = s->cluster_size;
+    info->backing_filename = s->backing_file;
+    info->full_backing_filename = s->full_backing_file;
+    info->backing_format = s->backing_fmt;
+}
+
+static int qcow2_reopen_prepare(struct bdrv_reopen_state *rs, struct error **errp)
+{
+    struct qcow2_state *s = rs->bs->opaque;
+    if (!rs->read_only && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
+        error_setg(errp, "'%s': Image is corrupt; cannot be opened read/write",
+                   rs->bs->filename);
+        return -EACCES;
+    }
+    if (rs->read_only && s->writable) {
+        /* Hand reserved clusters back while the file is still writable;
+         * harmless if the reopen is then aborted. */
+        pthread_mutex_lock(&rs->bs->lock);
+        qcow2_pool_release(s);
+        pthread_mutex_unlock(&rs->bs->lock);
+        bdrv_flush(s->file);
+    }
+    return 0;
+}
+
+static void qcow2_reopen_commit(struct bdrv_reopen_state *rs)
+{
+    struct qcow2_state *s = rs->bs->opaque;
+    pthread_mutex_lock(&rs->bs->lock);
+    if (rs->read_only) {
+        s->writable = false;
+    } else {
+        s->writable = true;
+        s->free_hint = 1;
+    }
+    pthread_mutex_unlock(&rs->bs->lock);
+}
+
+static void qcow2_reopen_abort(struct bdrv_reopen_state *rs)
+{
+}
+
+const struct bdrv_ops bdrv_qcow2_ops = {
+    .name = "qcow2",
+    .state_size = sizeof(struct qcow2_state),
+    .thread_safe = true,
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .preadv = qcow2_co_preadv,
+    .preadv_nowait = qcow2_preadv_nowait,
+    .pwritev = qcow2_co_pwritev,
+    .pwrite_zeroes = qcow2_co_pwrite_zeroes,
+    .pdiscard = qcow2_co_pdiscard,
+    .block_status = qcow2_co_block_status,
+    .reopen_prepare = qcow2_reopen_prepare,
+    .reopen_commit = qcow2_reopen_commit,
+    .reopen_abort = qcow2_reopen_abort,
+    .get_info = qcow2_get_info,
+    .create = qcow2_create,
+};
