@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""A scripted guest for diskdm's Xen mode, used by `make demo` and the
+tests/interop/xen-*.sh tests.
+
+It listens on a Unix socket that `diskdm -qtest unix:SOCK` connects to, and
+runs a script from stdin, one command per line:
+
+  sh CMD...              run a shell command; stop if it fails
+  sh! CMD...             run a shell command that must fail
+  connect                accept diskdm's qtest connection (waits up to 30 s)
+  ide-write DEV LBA BYTE PIO WRITE SECTORS of one sector filled with BYTE
+  ide-read DEV LBA       PIO READ SECTORS; prints the first 8 bytes
+  ide-present DEV        IDENTIFY (or IDENTIFY PACKET): is a drive there?
+  atapi-tur DEV          TEST UNIT READY, then REQUEST SENSE
+  atapi-read DEV LBA     READ(10) of one 2048-byte block
+  atapi-write DEV LBA    WRITE(10) of one block (a CD refuses it)
+  atapi-eject DEV        START STOP UNIT with LoEj (the guest ejects)
+  echo TEXT              print TEXT
+  # ...                  comment
+
+DEV is hda, hdb (primary master/slave), hdc, hdd (secondary). Each command
+prints one line of plain words; tests compare those lines.
+"""
+import os
+import socket
+import subprocess
+import sys
+
+ERR, DRQ, BSY = 0x01, 0x08, 0x80
+
+CHANNELS = {"hda": (0x1f0, 0x3f6, 0), "hdb": (0x1f0, 0x3f6, 1),
+            "hdc": (0x170, 0x376, 0), "hdd": (0x170, 0x376, 1)}
+ERRBITS = [(0x04, "ABRT"), (0x10, "IDNF"), (0x40, "UNC"), (0x80, "ICRC"),
+           (0x02, "EOM"), (0x01, "AMNF")]
+SENSE = {0: "NO SENSE", 2: "NOT READY", 3: "MEDIUM ERROR", 5: "ILLEGAL REQUEST",
+         6: "UNIT ATTENTION", 7: "DATA PROTECT"}
+
+
+class Guest:
+    def __init__(self, path):
+        self.path = path
+        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.lsock.bind(path)
+        self.lsock.listen(1)
+        self.conn = None
+        self.buf = b""
+
+    def accept(self):
+        self.lsock.settimeout(30)
+        self.conn, _ = self.lsock.accept()
+        self.conn.settimeout(30)
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            data = self.conn.recv(65536)
+            if not data:
+                raise EOFError("diskdm closed the qtest connection")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def cmd(self, text):
+        self.conn.sendall(text.encode() + b"\n")
+        while True:
+            line = self._line()
+            if line.startswith("IRQ"):
+                continue
+            if not line.startswith("OK"):
+                raise RuntimeError("%s -> %s" % (text, line))
+            return line[3:]
+
+    def inb(self, port):
+        return int(self.cmd("inb 0x%x" % port), 16)
+
+    def outb(self, port, val):
+        self.cmd("outb 0x%x 0x%x" % (port, val))
+
+    def inw(self, port):
+        return int(self.cmd("inw 0x%x" % port), 16)
+
+    def outw(self, port, val):
+        self.cmd("outw 0x%x 0x%x" % (port, val))
+
+    # --- ATA -----------------------------------------------------------
+    def wait(self, base, ctl):
+        for _ in range(100000):
+            st = self.inb(ctl)
+            if not st & BSY:
+                return self.inb(base + 7)
+        raise RuntimeError("drive stays busy")
+
+    def select(self, dev, lba=0):
+        base, ctl, unit = CHANNELS[dev]
+        self.outb(ctl, 0x02)                    # nIEN: we poll
+        self.outb(base + 6, 0xe0 | unit << 4 | (lba >> 24 & 0xf))
+        return base, ctl
+
+    def ata(self, dev, lba, command):
+        base, ctl = self.select(dev, lba)
+        self.outb(base + 2, 1)
+        self.outb(base + 3, lba & 0xff)
+        self.outb(base + 4, lba >> 8 & 0xff)
+        self.outb(base + 5, lba >> 16 & 0xff)
+        self.outb(base + 7, command)
+        return base, ctl, self.wait(base, ctl)
+
+    @staticmethod
+    def describe(st, err):
+        names = [n for bit, n in ERRBITS if err & bit]
+        return "status 0x%02x, error %s" % (st, "|".join(names) or "0x%02x" % err)
+
+    def ide_write(self, dev, lba, byte):
+        base, ctl, st = self.ata(dev, lba, 0x30)
+        if st & DRQ:
+            word = byte | byte << 8
+            for _ in range(256):
+                self.outw(base, word)
+            st = self.wait(base, ctl)
+        if st & ERR:
+            return "write to %s: rejected by the disk (%s)" % (
+                dev, self.describe(st, self.inb(base + 1)))
+        if st == 0 or st == 0xff:
+            return "write to %s: no drive answers" % dev
+        return "write to %s: OK" % dev
+
+    def ide_read(self, dev, lba):
+        base, ctl, st = self.ata(dev, lba, 0x20)
+        if st & ERR or not st & DRQ:
+            return "read from %s: failed (%s)" % (
+                dev, self.describe(st, self.inb(base + 1)))
+        data = bytearray()
+        for _ in range(256):
+            w = self.inw(base)
+            data += bytes([w & 0xff, w >> 8])
+        self.wait(base, ctl)
+        return "read from %s: OK, data %s" % (dev, data[:8].hex(" "))
+
+    def ide_present(self, dev):
+        base, ctl = self.select(dev)
+        if self.inb(base + 7) in (0x00, 0xff, 0x7f):
+            return "%s: no drive" % dev
+        self.outb(base + 7, 0xec)
+        st = self.wait(base, ctl)
+        if st & ERR:                            # an ATAPI device aborts 0xec
+            self.outb(base + 7, 0xa1)
+            st = self.wait(base, ctl)
+            kind = "CD-ROM"
+        else:
+            kind = "hard disk"
+        if not st & DRQ:
+            return "%s: no drive" % dev
+        for _ in range(256):
+            self.inw(base)
+        self.wait(base, ctl)
+        return "%s: %s present" % (dev, kind)
+
+    # --- ATAPI ---------------------------------------------------------
+    def packet(self, dev, cdb, out=None, alloc=2048):
+        base, ctl = self.select(dev)
+        self.outb(base + 1, 0)                  # PIO
+        self.outb(base + 4, alloc & 0xff)
+        self.outb(base + 5, alloc >> 8)
+        self.outb(base + 7, 0xa0)
+        st = self.wait(base, ctl)
+        if not st & DRQ:
+            return st, self.inb(base + 1), b""
+        cdb = bytes(cdb) + bytes(12 - len(cdb))
+        for i in range(0, 12, 2):
+            self.outw(base, cdb[i] | cdb[i + 1] << 8)
+        st = self.wait(base, ctl)
+        data = bytearray()
+        while st & DRQ and not st & ERR:
+            n = self.inb(base + 4) | self.inb(base + 5) << 8
+            if out is not None:
+                for i in range(0, n, 2):
+                    self.outw(base, out[i] | out[i + 1] << 8)
+            else:
+                for _ in range((n + 1) // 2):
+                    w = self.inw(base)
+                    data += bytes([w & 0xff, w >> 8])
+            st = self.wait(base, ctl)
+        return st, self.inb(base + 1), bytes(data)
+
+    def sense(self, dev):
+        _, _, data = self.packet(dev, [0x03, 0, 0, 0, 18, 0], alloc=18)
+        if len(data) < 14:
+            return "no sense data"
+        key, asc, ascq = data[2] & 0xf, data[12], data[13]
+        return "%s, asc 0x%02x/0x%02x" % (SENSE.get(key, "key %d" % key), asc, ascq)
+
+    def atapi_result(self, what, dev, st, err):
+        if st & ERR:
+            return "%s %s: check condition (%s)" % (what, dev, self.sense(dev))
+        return "%s %s: OK" % (what, dev)
+
+    def atapi_tur(self, dev):
+        st, err, _ = self.packet(dev, [0x00])
+        return self.atapi_result("test unit ready", dev, st, err)
+
+    def atapi_read(self, dev, lba):
+        cdb = [0x28, 0, lba >> 24 & 0xff, lba >> 16 & 0xff, lba >> 8 & 0xff,
+               lba & 0xff, 0, 0, 1, 0]
+        st, err, data = self.packet(dev, cdb)
+        r = self.atapi_result("read from", dev, st, err)
+        if not st & ERR:
+            r += ", data " + data[:8].hex(" ")
+        return r
+
+    def atapi_write(self, dev, lba):
+        cdb = [0x2a, 0, lba >> 24 & 0xff, lba >> 16 & 0xff, lba >> 8 & 0xff,
+               lba & 0xff, 0, 0, 1, 0]
+        st, err, _ = self.packet(dev, cdb, out=bytes([0x5a]) * 2048)
+        return self.atapi_result("write to", dev, st, err)
+
+    def atapi_eject(self, dev):
+        st, err, _ = self.packet(dev, [0x1b, 0, 0, 0, 0x02, 0])
+        return self.atapi_result("eject", dev, st, err)
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] != "--sock":
+        sys.stderr.write("usage: xen-guest.py --sock PATH < SCRIPT\n")
+        return 2
+    g = Guest(sys.argv[2])
+    try:
+        for raw in sys.stdin:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            word, _, rest = line.partition(" ")
+            args = rest.split()
+            if word in ("sh", "sh!"):
+                r = subprocess.run(rest, shell=True)
+                if (r.returncode == 0) != (word == "sh"):
+                    print("command %s: %s (exit %d)" % (
+                        "failed" if word == "sh" else "succeeded unexpectedly",
+                        rest, r.returncode), flush=True)
+                    return 1
+                continue
+            if word == "echo":
+                out = rest
+            elif word == "connect":
+                g.accept()
+                continue
+            elif word == "ide-write":
+                out = g.ide_write(args[0], int(args[1], 0), int(args[2], 0))
+            elif word == "ide-read":
+                out = g.ide_read(args[0], int(args[1], 0))
+            elif word == "ide-present":
+                out = g.ide_present(args[0])
+            elif word == "atapi-tur":
+                out = g.atapi_tur(args[0])
+            elif word == "atapi-read":
+                out = g.atapi_read(args[0], int(args[1], 0))
+            elif word == "atapi-write":
+                out = g.atapi_write(args[0], int(args[1], 0))
+            elif word == "atapi-eject":
+                out = g.atapi_eject(args[0])
+            else:
+                sys.stderr.write("xen-guest.py: unknown command %s\n" % word)
+                return 2
+            print(out, flush=True)
+    except (OSError, EOFError, RuntimeError) as e:
+        print("guest: %s" % e, flush=True)
+        return 1
+    finally:
+        if g.conn:
+            g.conn.close()
+        g.lsock.close()
+        try:
+            os.unlink(g.path)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
