@@ -240,6 +240,25 @@ int disk_spec_parse_drive(const char *str, struct disk_spec *spec,
                           struct error **errp);
 /* Fill bus/unit from index (and index from bus/unit), check ranges. */
 int disk_spec_resolve(struct disk_spec *spec, struct error **errp);
+/*
+ * Notes on the two above: on failure *spec is left as after
+ * disk_spec_init (nothing to free). Access: readonly/read-only=on and
+ * media=cdrom give DISK_ACCESS_RO_FORCED, which wins over snapshot=on
+ * (SNAPSHOT), which wins over auto-read-only=on (AUTO). Defaults follow
+ * QEMU: werror=enospc, rerror=report, cache=writeback. A unit without a
+ * bus is on bus 0; a spec without unit keeps bus/unit/index -1 until
+ * disk_spec_assign_slots. Virtio: bus 0 only, index == unit.
+ */
+
+/*
+ * Give every spec of a command line its slot, in order, as QEMU does: a
+ * spec with no unit takes the first free one from its bus (bus 0 when not
+ * given) onwards. Fails on two specs in one slot ("drive with bus=B,
+ * unit=U (index=I) exists"), on no free slot, and on duplicate ids; a
+ * missing id becomes QEMU's default name (ide0-hd0, ide1-cd1, virtio0).
+ * Every spec must have been through disk_spec_resolve.
+ */
+int disk_spec_assign_slots(struct disk_spec *specs, size_t n, struct error **errp);
 void disk_spec_init(struct disk_spec *spec);   /* defaults, all unset */
 void disk_spec_free(struct disk_spec *spec);
 const char *disk_access_name(enum disk_access a);
