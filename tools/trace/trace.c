@@ -37,6 +37,8 @@ enum step_kind {
     STEP_IMAGE_READ,    /* !image N read OFF LEN: bytes of the image file */
     STEP_IMAGE_SAME,    /* !image N unchanged: file still holds its pattern */
     STEP_IMAGE_SHA256,  /* !image N sha256 HEX */
+    STEP_WINDOW_BEGIN,  /* !window begin: following steps share one IRQ window */
+    STEP_WINDOW_END,    /* !window end */
 };
 
 struct byte_range {
@@ -444,7 +446,7 @@ static void trace_free(struct trace *t)
 static int trace_parse(struct trace *t, char *text)
 {
     struct step pending = { 0 };    /* masks waiting for their step */
-    bool have_mask = false;
+    bool have_mask = false, in_window = false;
     int lineno = 0;
     int ret = 0;
     char *save = NULL;
@@ -530,6 +532,17 @@ static int trace_parse(struct trace *t, char *text)
             } else if (!strcmp(word, "poll")) {
                 st.kind = STEP_POLL;
                 ret = parse_poll(t, &st, args);
+            } else if (!strcmp(word, "window")) {
+                if (!strcmp(args, "begin") || !strcmp(args, "end")) {
+                    st.kind = !strcmp(args, "begin") ? STEP_WINDOW_BEGIN : STEP_WINDOW_END;
+                    if ((st.kind == STEP_WINDOW_BEGIN) == in_window) {
+                        ret = parse_fail(t, lineno, "!window %s without %s", args,
+                                         in_window ? "an end" : "a begin");
+                    }
+                    in_window = st.kind == STEP_WINDOW_BEGIN;
+                } else {
+                    ret = parse_fail(t, lineno, "!window: 'begin' or 'end'");
+                }
             } else if (!strcmp(word, "pio")) {
                 ret = parse_pio(t, &st, args);
             } else if (!strcmp(word, "image")) {
@@ -538,7 +551,8 @@ static int trace_parse(struct trace *t, char *text)
                 ret = parse_fail(t, lineno, "unknown directive '!%s'", word);
             }
         }
-        if (have_mask && st.kind != STEP_POLL) {
+        if (have_mask && st.kind != STEP_POLL && st.kind != STEP_WINDOW_BEGIN &&
+            st.kind != STEP_WINDOW_END) {
             st.ranges = pending.ranges;
             st.nranges = pending.nranges;
             st.mask_bits = pending.mask_bits;
@@ -550,6 +564,9 @@ static int trace_parse(struct trace *t, char *text)
     }
     if (!ret && have_mask) {
         ret = parse_fail(t, lineno, "!mask at the end applies to nothing");
+    }
+    if (!ret && in_window) {
+        ret = parse_fail(t, lineno, "!window begin without an end");
     }
     free(pending.ranges);
     return ret;
@@ -826,7 +843,9 @@ struct runner {
     struct trace *trace;
     struct target tg;
     struct entry_list got;
-    struct entry *window;       /* where IRQ lines go */
+    ssize_t window;             /* entry IRQ lines go to; -1 = none yet */
+    bool grouped;               /* inside !window begin/end */
+    bool group_started;         /* the group's first entry exists */
     char **spare_irqs;          /* IRQ lines seen before any entry */
     size_t nspare;
 };
@@ -871,8 +890,9 @@ static int transact(struct runner *r, const struct step *st, const char *data,
             return runner_fail(r, st, "no reply within %u ms", r->tg.timeout_ms);
         }
         if (!strncmp(line, "IRQ ", 4)) {
-            if (r->window) {
-                strv_push(&r->window->irqs, &r->window->nirqs, line);
+            if (r->window >= 0) {
+                struct entry *w = &r->got.v[r->window];
+                strv_push(&w->irqs, &w->nirqs, line);
             } else {
                 strv_push(&r->spare_irqs, &r->nspare, line);
             }
@@ -888,7 +908,10 @@ static struct entry *new_entry(struct runner *r, const struct step *st)
     r->got.v = xrealloc(r->got.v, (r->got.n + 1) * sizeof(*r->got.v));
     struct entry *e = &r->got.v[r->got.n++];
     *e = (struct entry){ .step = st, .line = st->line, .text = xstrdup(st->text) };
-    r->window = e;
+    if (!r->grouped || !r->group_started) {
+        r->window = r->got.n - 1;
+        r->group_started = r->grouped;
+    }
     return e;
 }
 
@@ -1000,6 +1023,13 @@ static int trace_run(struct runner *r)
         case STEP_IMAGE_SHA256:
             e = new_entry(r, st);
             e->reply = image_step(t, st);
+            break;
+        case STEP_WINDOW_BEGIN:
+            r->grouped = true;
+            r->group_started = false;
+            break;
+        case STEP_WINDOW_END:
+            r->grouped = false;
             break;
         }
         if (ret) {
@@ -1333,7 +1363,7 @@ int main(int argc, char **argv)
 
     int status = 1;
     struct trace t = { .path = trace_path };
-    struct runner r = { .trace = &t };
+    struct runner r = { .trace = &t, .window = -1 };
     struct entry_list want = { 0 };
     char *expected_path = expected_arg ? xstrdup(expected_arg) : default_expected(trace_path);
     char *text = read_file(trace_path);
