@@ -1,0 +1,2 @@
+PROGRAMS += diskdm-nbd
+diskdm-nbd_SRCS := $(sort $(wildcard tools/nbd/*.c))
