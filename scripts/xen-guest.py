@@ -11,6 +11,12 @@ runs a script from stdin, one command per line:
   ide-write DEV LBA BYTE PIO WRITE SECTORS of one sector filled with BYTE
   ide-read DEV LBA       PIO READ SECTORS; prints the first 8 bytes
   ide-present DEV        IDENTIFY (or IDENTIFY PACKET): is a drive there?
+  ide-write-mid DEV LBA COUNT BYTE K CMD...
+                         WRITE SECTORS of COUNT sectors; after K of them have
+                         completed, run the shell command CMD, then go on
+  image-check FILE LBA COUNT BYTE
+                         which of those sectors of FILE hold BYTE
+  fd-mode DOMID FILE     how that domain's diskdm holds FILE open
   atapi-tur DEV          TEST UNIT READY, then REQUEST SENSE
   atapi-read DEV LBA     READ(10) of one 2048-byte block
   atapi-write DEV LBA    WRITE(10) of one block (a CD refuses it)
@@ -123,6 +129,30 @@ class Guest:
             return "write to %s: no drive answers" % dev
         return "write to %s: OK" % dev
 
+    def ide_write_mid(self, dev, lba, count, byte, k, cmd):
+        base, ctl = self.select(dev, lba)
+        self.outb(base + 2, count)
+        self.outb(base + 3, lba & 0xff)
+        self.outb(base + 4, lba >> 8 & 0xff)
+        self.outb(base + 5, lba >> 16 & 0xff)
+        self.outb(base + 7, 0x30)
+        st = self.wait(base, ctl)
+        done = 0
+        word = byte | byte << 8
+        while st & DRQ and not st & ERR:
+            if done == k:
+                subprocess.run(cmd, shell=True, check=True)
+            for _ in range(256):
+                self.outw(base, word)
+            st = self.wait(base, ctl)
+            if not st & ERR:
+                done += 1
+        what = "write of %d sectors to %s: " % (count, dev)
+        if st & ERR:
+            return what + "%d done, then rejected (%s)" % (
+                done, self.describe(st, self.inb(base + 1)))
+        return what + "all %d done" % done
+
     def ide_read(self, dev, lba):
         base, ctl, st = self.ata(dev, lba, 0x20)
         if st & ERR or not st & DRQ:
@@ -217,6 +247,46 @@ class Guest:
         return self.atapi_result("eject", dev, st, err)
 
 
+def image_check(path, lba, count, byte):
+    runs = []
+    with open(path, "rb") as f:
+        for i in range(count):
+            f.seek((lba + i) * 512)
+            has = f.read(512) == bytes([byte]) * 512
+            if runs and runs[-1][0] == has:
+                runs[-1][2] = i
+            else:
+                runs.append([has, i, i])
+    parts = []
+    for has, a, b in runs:
+        span = "sector %d" % (lba + a) if a == b else "sectors %d-%d" % (lba + a, lba + b)
+        parts.append("%s %s" % (span, "written" if has else "not written"))
+    return "%s: %s" % (os.path.basename(path), ", ".join(parts))
+
+
+def fd_mode(domid, path):
+    pid = subprocess.run(["xenstore-read",
+                          "/local/domain/%s/image/device-model-pid" % domid],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    modes = []
+    real = os.path.realpath(path)
+    for fd in sorted(os.listdir("/proc/%s/fd" % pid), key=int):
+        try:
+            if os.readlink("/proc/%s/fd/%s" % (pid, fd)) != real:
+                continue
+            with open("/proc/%s/fdinfo/%s" % (pid, fd)) as f:
+                for line in f:
+                    if line.startswith("flags:"):
+                        acc = int(line.split()[1], 8) & 3
+                        modes.append("read-only" if acc == 0 else "read-write")
+        except OSError:
+            continue
+    name = os.path.basename(path)
+    if not modes:
+        return "%s: not open" % name
+    return "%s: open %s" % (name, ", ".join(sorted(set(modes))))
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] != "--sock":
         sys.stderr.write("usage: xen-guest.py --sock PATH < SCRIPT\n")
@@ -244,6 +314,15 @@ def main():
                 continue
             elif word == "ide-write":
                 out = g.ide_write(args[0], int(args[1], 0), int(args[2], 0))
+            elif word == "ide-write-mid":
+                a = rest.split(None, 5)
+                out = g.ide_write_mid(a[0], int(a[1], 0), int(a[2], 0),
+                                      int(a[3], 0), int(a[4], 0), a[5])
+            elif word == "image-check":
+                out = image_check(args[0], int(args[1], 0), int(args[2], 0),
+                                  int(args[3], 0))
+            elif word == "fd-mode":
+                out = fd_mode(args[0], args[1])
             elif word == "ide-read":
                 out = g.ide_read(args[0], int(args[1], 0))
             elif word == "ide-present":
