@@ -150,8 +150,13 @@ static struct blk_req *req_alloc(struct blk_backend *blk)
     } else if (!(req = malloc(sizeof(*req)))) {
         return NULL;
     }
+    /* Everything but the inline iovec storage starts cleared. */
     memset(req, 0, offsetof(struct blk_req, iov_inline));
     req->blk = blk;
+    req->cb = NULL;
+    req->opaque = NULL;
+    req->ret = 0;
+    req->rejected = false;
     req->next = NULL;
     return req;
 }
