@@ -79,7 +79,7 @@ void error_prepend(struct error **errp, const char *fmt, ...)
     char *head = vformat(fmt, ap);
     va_end(ap);
     char *msg = NULL;
-    if (asprintf(&msg, "%s%s", head, (*errp)->msg) < 0) {
+    if (asprintf(&msg, "%s: %s", head, (*errp)->msg) < 0) {
         abort();
     }
     free(head);

@@ -6,8 +6,29 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
+
+/*
+ * A non-blocking fd that stops with EAGAIN part-way through a transfer:
+ * wait until it can go on, so that the caller's message is never split
+ * (returning the short count would read as end of file, or make a writer
+ * send the head twice). Returns 0, or -1 with errno set.
+ */
+static int wait_fd(int fd, short events)
+{
+    struct pollfd pfd = { .fd = fd, .events = events };
+    for (;;) {
+        int r = poll(&pfd, 1, -1);
+        if (r > 0) {
+            return 0;
+        }
+        if (r < 0 && errno != EINTR) {
+            return -1;
+        }
+    }
+}
 
 ssize_t full_pread(int fd, void *buf, size_t len, off_t off)
 {
@@ -56,7 +77,10 @@ ssize_t full_read(int fd, void *buf, size_t len)
             if (errno == EINTR) {
                 continue;
             }
-            return done ? (ssize_t)done : -errno;
+            if (errno == EAGAIN && done > 0 && wait_fd(fd, POLLIN) == 0) {
+                continue;
+            }
+            return -errno;
         }
         if (n == 0) {
             break;
@@ -73,6 +97,9 @@ ssize_t full_write(int fd, const void *buf, size_t len)
         ssize_t n = write(fd, (const char *)buf + done, len - done);
         if (n < 0) {
             if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN && done > 0 && wait_fd(fd, POLLOUT) == 0) {
                 continue;
             }
             return -errno;

@@ -82,6 +82,9 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap);
  * bytes transferred, which is less than `len` only at end of file (0 at
  * EOF), or -errno. Writes return `len` or -errno; a write that makes no
  * progress returns -EIO. EAGAIN is returned as -EAGAIN (non-blocking fds).
+ * On a non-blocking fd, -EAGAIN means nothing was transferred; once some
+ * bytes have moved, full_read/full_write wait (poll) for the rest, so a
+ * message is never split. An error after partial progress returns -errno.
  */
 ssize_t full_pread(int fd, void *buf, size_t len, off_t off);
 ssize_t full_pwrite(int fd, const void *buf, size_t len, off_t off);
