@@ -215,6 +215,14 @@ struct bdrv_ops {
      */
     int (*create)(const char *filename, const struct bdrv_create_opts *opts,
                   struct error **errp);
+
+    /*
+     * Make the image empty: every cluster unallocated, so reads fall
+     * through to the backing file (qemu-img commit's last step). Called by
+     * bdrv_commit on a read-write node with no request in flight. Returns
+     * 0 or -errno. NULL: emptying is not supported (-ENOTSUP).
+     */
+    int (*make_empty)(struct bdrv_node *bs);
 };
 
 /* Statistics, updated atomically by the checking layer. */
@@ -276,6 +284,16 @@ const struct bdrv_ops *bdrv_find_driver(const char *name);
 extern const struct bdrv_ops bdrv_file_ops;
 extern const struct bdrv_ops bdrv_raw_ops;
 extern const struct bdrv_ops bdrv_qcow2_ops;    /* block/qcow2.c */
+
+/*
+ * snapshot=on (block/qcow2-overlay.c): wrap `image`, opened like a backing
+ * file, in a temporary qcow2 overlay (created in $TMPDIR, /var/tmp when
+ * that is /tmp, and unlinked at once) that takes the writes. Returns the
+ * overlay with one reference (it holds its own on `image`) or NULL with
+ * *errp set. Called by the open path when opts.snapshot is set.
+ */
+struct bdrv_node *bdrv_open_temp_overlay(struct bdrv_node *image,
+                                         struct error **errp);
 
 /*
  * Open a child of `parent` (for use inside a driver's open). `opts` are

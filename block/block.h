@@ -152,6 +152,19 @@ uint32_t bdrv_request_alignment(const struct bdrv_node *bs);
 int bdrv_reopen_read_only(struct bdrv_node *bs, bool read_only,
                           struct error **errp);
 
+/*
+ * Commit: copy every cluster allocated in `top` and the layers between it
+ * and `base` (NULL = top's backing file) into `base`. The base is reopened
+ * read-write for the copy and back to read-only afterwards, on success and
+ * on failure; a forced-read-only or unwritable base refuses with -EACCES
+ * and nothing changes. With `empty_top`, `top` (which must be writable) is
+ * emptied afterwards, as qemu-img commit does without -d. `progress`, if
+ * not NULL, gets (opaque, bytes done, total). 0 or -errno with *errp set.
+ */
+int bdrv_commit(struct bdrv_node *top, struct bdrv_node *base, bool empty_top,
+                void (*progress)(void *opaque, uint64_t done, uint64_t total),
+                void *opaque, struct error **errp);
+
 /* What `diskdm-img info` shows. Strings point into the node. */
 struct bdrv_info {
     const char *filename;

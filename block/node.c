@@ -382,9 +382,20 @@ static struct bdrv_node *open_inherit(const struct bdrv_open_opts *in,
     }
     inherit_opts(&o, parent, role);
     if (o.snapshot) {
-        /* The temporary overlay is a qcow2 image: comes with that driver. */
-        error_setg(errp, "snapshot=on is not supported without the qcow2 driver");
-        bdrv_error_errnum(errp, ENOTSUP);
+        /* The image opens like a backing file; a temporary qcow2 overlay
+         * (block/qcow2-overlay.c) takes the writes. */
+        o.snapshot = false;
+        o.read_only = (struct opt_bool){ true, true };
+        o.auto_read_only = (struct opt_bool){ true, false };
+        struct bdrv_node *img = open_inherit(&o, parent, role, NULL, errp);
+        if (img) {
+            bs = bdrv_open_temp_overlay(img, errp);
+            bdrv_unref(img);
+            if (bs) {
+                bs->parent = parent;
+                bs->role = role;
+            }
+        }
         goto out;
     }
 

@@ -794,11 +794,14 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
 
 /*
  * Change the L2 entries of the whole clusters in [offset, offset+bytes):
- * `zero` sets the zero flag (keeping the allocation when !unmap), else
- * discard. Caller holds the lock.
+ * CHANGE_ZERO sets the zero flag (keeping the allocation when !unmap),
+ * CHANGE_DISCARD deallocates (leaving a zero flag over a backing file in
+ * v3), CHANGE_EMPTY deallocates. Caller holds the lock.
  */
+enum change_mode { CHANGE_ZERO, CHANGE_DISCARD, CHANGE_EMPTY };
+
 static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
-                           bool zero, bool unmap)
+                           enum change_mode mode, bool unmap)
 {
     struct qcow2_state *s = bs->opaque;
     for (uint64_t cur = offset; cur < offset + bytes; cur += s->cluster_size) {
@@ -814,7 +817,15 @@ static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
         uint64_t old = t ? qcow2_be64(t + l2_index * 8) : 0;
         enum qcow2_ctype type = qcow2_classify(s, old);
         uint64_t e;
-        if (zero) {
+        if (!t && mode != CHANGE_ZERO) {
+            /* No L2 table: the rest of its range is unallocated too. */
+            uint64_t next = (l1_index + 1) << (s->cluster_bits + s->l2_bits);
+            cur = MAX(cur, next - s->cluster_size);
+            continue;
+        }
+        if (mode == CHANGE_EMPTY) {
+            e = 0;
+        } else if (mode == CHANGE_ZERO) {
             if (type == QCOW2_C_NORMAL && (old & QCOW2_OFLAG_COPIED) && !unmap) {
                 e = old | QCOW2_OFLAG_ZERO;
             } else if (type == QCOW2_C_ZERO_ALLOC && !unmap) {
@@ -849,6 +860,20 @@ static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
     return 0;
 }
 
+static int write_zero_buffers(struct bdrv_node *bs, uint64_t from, uint64_t to)
+{
+    struct qcow2_state *s = bs->opaque;
+    while (from < to) {
+        struct iovec v = { s->zero_cluster, MIN(to - from, s->cluster_size) };
+        int ret = qcow2_co_pwritev(bs, from, v.iov_len, &v, 1, 0);
+        if (ret < 0) {
+            return ret;
+        }
+        from += v.iov_len;
+    }
+    return 0;
+}
+
 int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                            unsigned flags)
 {
@@ -865,17 +890,13 @@ int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
         a = b = end;    /* no whole cluster: all of it is a partial piece */
     }
     /* Partial clusters at either end: write real zeroes. */
-    if (offset < a) {
-        struct iovec v = { s->zero_cluster, MIN(a, end) - offset };
-        ret = qcow2_co_pwritev(bs, offset, v.iov_len, &v, 1, 0);
-    }
+    ret = write_zero_buffers(bs, offset, MIN(a, end));
     if (ret == 0 && b < end && b >= a) {
-        struct iovec v = { s->zero_cluster, end - b };
-        ret = qcow2_co_pwritev(bs, b, v.iov_len, &v, 1, 0);
+        ret = write_zero_buffers(bs, b, end);
     }
     if (ret == 0 && a < b) {
         pthread_mutex_lock(&bs->lock);
-        ret = change_clusters(bs, a, b - a, true, flags & BDRV_REQ_MAY_UNMAP);
+        ret = change_clusters(bs, a, b - a, CHANGE_ZERO, flags & BDRV_REQ_MAY_UNMAP);
         pthread_mutex_unlock(&bs->lock);
     }
     if (ret == 0 && (flags & BDRV_REQ_FUA)) {
@@ -894,7 +915,7 @@ int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes)
         return 0;       /* advisory: partial clusters stay */
     }
     pthread_mutex_lock(&bs->lock);
-    int ret = change_clusters(bs, a, b - a, false, true);
+    int ret = change_clusters(bs, a, b - a, CHANGE_DISCARD, true);
     pthread_mutex_unlock(&bs->lock);
     return ret;
 }
@@ -930,4 +951,13 @@ int qcow2_co_block_status(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
     default:
         return bs->backing ? 0 : BDRV_BLOCK_ZERO;
     }
+}
+
+int qcow2_make_empty(struct bdrv_node *bs)
+{
+    struct qcow2_state *s = bs->opaque;
+    pthread_mutex_lock(&bs->lock);
+    int ret = change_clusters(bs, 0, qcow2_align_up(s, s->size), CHANGE_EMPTY, true);
+    pthread_mutex_unlock(&bs->lock);
+    return ret ? ret : bdrv_flush(s->file);
 }

@@ -108,7 +108,7 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
         error_setg(errp, "Image size too big for cluster size %" PRIu64, cs);
         return -EFBIG;
     }
-    uint64_t l1_cl = MAX(1, DIV_ROUND_UP(l1_size * 8, cs));
+    uint64_t l1_cl = DIV_ROUND_UP(l1_size * 8, cs);   /* none for size 0 */
     bool prealloc = opts->prealloc != PREALLOC_OFF;
     uint64_t meta = 1 + l1_cl + (prealloc ? l1_size + data_cl : 0);
     uint64_t per_block = cs * 8 / rbits;
@@ -129,7 +129,7 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
     uint64_t rt_off = cs, rb_off = rt_off + rt * cs, l1_off = rb_off + rb * cs;
     uint64_t l2_off = l1_off + l1_cl * cs, data_off = l2_off + l1_size * cs;
     uint64_t total = 1 + rt + rb + l1_cl + (prealloc ? l1_size + data_cl : 0);
-    uint64_t file_len = prealloc ? total * cs : l1_off + MAX(l1_size * 8, 8);
+    uint64_t file_len = prealloc ? total * cs : l1_size ? l1_off + l1_size * 8 : l1_off;
 
     struct bdrv_create_opts fo = { .size = prealloc ? file_len : 0 };
     if (opts->prealloc == PREALLOC_FALLOC || opts->prealloc == PREALLOC_FULL) {
@@ -161,7 +161,7 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
     qcow2_put_be32(buf + QH_CLUSTER_BITS, cbits);
     qcow2_put_be64(buf + QH_SIZE, opts->size);
     qcow2_put_be32(buf + QH_L1_SIZE, (uint32_t)l1_size);
-    qcow2_put_be64(buf + QH_L1_OFFSET, l1_off);
+    qcow2_put_be64(buf + QH_L1_OFFSET, l1_size ? l1_off : 0);
     qcow2_put_be64(buf + QH_RT_OFFSET, rt_off);
     qcow2_put_be32(buf + QH_RT_CLUSTERS, (uint32_t)rt);
     if (version == 3) {

@@ -283,7 +283,18 @@ static int report_unsupported(struct qcow2_state *s, uint64_t bits,
 #define FAIL(err, ...) do { error_setg(errp, __VA_ARGS__); ret = (err); \
     bdrv_error_errnum(errp, -ret); goto out_free; } while (0)
 
+static int qcow2_do_open(struct bdrv_node *bs, struct error **errp);
+
 static int qcow2_open(struct bdrv_node *bs, struct error **errp)
+{
+    int ret = qcow2_do_open(bs, errp);
+    if (ret < 0 && errp && *errp && !(*errp)->errnum) {
+        bdrv_error_errnum(errp, -ret);
+    }
+    return ret;
+}
+
+static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
 {
     struct qcow2_state *s = bs->opaque;
     uint8_t *c0 = NULL;
@@ -607,4 +618,5 @@ const struct bdrv_ops bdrv_qcow2_ops = {
     .reopen_abort = qcow2_reopen_abort,
     .get_info = qcow2_get_info,
     .create = qcow2_create,
+    .make_empty = qcow2_make_empty,
 };

@@ -226,6 +226,7 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
 int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset,
                            uint64_t bytes, unsigned flags);
 int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes);
+int qcow2_make_empty(struct bdrv_node *bs);
 int qcow2_co_block_status(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                           uint64_t *pnum, uint64_t *map, struct bdrv_node **file);
 /* Decode an L2 entry. */
