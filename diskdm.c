@@ -4,7 +4,7 @@
  * transport (qtest on stdio or a Unix socket). Runs until the transport
  * closes or a signal arrives.
  */
-#include "hw/hw.h"
+#include "xen/xen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +28,7 @@ struct dm_config {
     size_t ndrives;
     const char *qtest;          /* "stdio", "unix:PATH" or NULL */
     const char *pidfile;
+    int domid;                  /* --domid: disks from xenstore; -1 = none */
     bool verbose;
 };
 
@@ -39,6 +40,7 @@ struct dm {
     struct blk_backend **blks;
     size_t ndisks;
     struct qtest_server *qtest;
+    struct xen_dm *xen;         /* --domid: the domain's disks and watches */
     int qtest_fd;               /* socket for unix:, -1 for stdio */
     int signal_fd;
 };
@@ -55,6 +57,7 @@ static void usage(FILE *f)
 "                    auto-read-only=, snapshot=, cache=, werror=, rerror=, discard=\n"
 "  -qtest stdio      serve the qtest protocol on stdin/stdout\n"
 "  -qtest unix:PATH  connect to the Unix socket PATH and serve it there\n"
+"  --domid N         also attach domain N's disks from xenstore and follow them\n"
 "  --pidfile FILE    write the process id to FILE once running\n"
 "  -v                verbose log (repeat for debug)\n"
 "  -h, --help        this help;  -V, --version  the version\n");
@@ -92,7 +95,7 @@ static void parse_args(int argc, char **argv, struct dm_config *cfg)
         } else if (opt_is(a, "-v")) {
             verbosity++;
         } else if (opt_is(a, "-m") || opt_is(a, "-drive") || opt_is(a, "-qtest") ||
-                   opt_is(a, "-pidfile")) {
+                   opt_is(a, "-pidfile") || opt_is(a, "-domid")) {
             if (!has_next) {
                 die_usage("option '%s' needs an argument", a);
             }
@@ -122,6 +125,13 @@ static void parse_args(int argc, char **argv, struct dm_config *cfg)
                     die_usage("-qtest: expected 'stdio' or 'unix:PATH', not '%s'", v);
                 }
                 cfg->qtest = v;
+            } else if (opt_is(a, "-domid")) {
+                char *end;
+                long id = strtol(v, &end, 10);
+                if (!*v || *end || id < 1 || id >= 0x7ff0) {
+                    die_usage("--domid: expected a domain id from 1 to 32751, not '%s'", v);
+                }
+                cfg->domid = (int)id;
             } else {
                 cfg->pidfile = v;
             }
@@ -293,6 +303,7 @@ static int write_pidfile(const char *path, struct error **errp)
 static void dm_teardown(struct dm *dm, const struct dm_config *cfg)
 {
     qtest_server_free(dm->qtest);
+    xen_dm_free(dm->xen);
     if (dm->qtest_fd >= 0) {
         close(dm->qtest_fd);
     }
@@ -316,7 +327,7 @@ static void dm_teardown(struct dm *dm, const struct dm_config *cfg)
 
 int main(int argc, char **argv)
 {
-    struct dm_config cfg = { 0 };
+    struct dm_config cfg = { .domid = -1 };
     struct dm dm = { .qtest_fd = -1, .signal_fd = -1 };
     struct error *err = NULL;
     bool pidfile_written = false;
@@ -335,6 +346,9 @@ int main(int argc, char **argv)
     struct machine_config mcfg = { .ram_size = cfg.ram_size };
     dm.machine = machine_new(dm.loop, &mcfg, &err);
     if (!dm.machine || attach_disks(&dm, &err) || open_transport(&dm, &cfg, &err)) {
+        goto out;
+    }
+    if (cfg.domid >= 0 && !(dm.xen = xen_dm_start(dm.loop, dm.machine, cfg.domid, &err))) {
         goto out;
     }
     if (cfg.pidfile) {
