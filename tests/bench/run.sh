@@ -1,0 +1,45 @@
+#!/bin/sh
+# Benchmarks that print ratios against peers measured in the same run.
+# First: 4K queue-depth-1 random reads on a page-cached 1 GiB raw file,
+# through the block backend's async API vs plain pread (the ceiling) vs
+# `qemu-img bench -d 1 -s 4096 -t writeback -f raw` (sequential: it has no
+# random mode). Figures are noisy on a shared machine; compare the ratios.
+#
+# Usage: tests/bench/run.sh            (BUILD, BENCH_OPS, QEMU_OPS, BENCH_DIR)
+set -eu
+SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$SRCDIR/$BUILD" ;; esac
+BENCH="$BUILD/tests/bench/bench-blk"
+OPS=${BENCH_OPS:-1000000}
+QOPS=${QEMU_OPS:-200000}
+DIR=${BENCH_DIR:-/var/tmp}
+
+[ -x "$BENCH" ] || { echo "run.sh: $BENCH not built (make tests)" >&2; exit 1; }
+command -v qemu-img >/dev/null || { echo "run.sh: qemu-img missing" >&2; exit 1; }
+
+T=$(mktemp -d "$DIR/diskdm-bench.XXXXXX")
+trap 'rm -rf "$T"' EXIT INT TERM
+IMG="$T/bench.raw"
+
+# Real data blocks (not a sparse file), then pulled into the page cache.
+dd if=/dev/zero of="$IMG" bs=1M count=1024 status=none
+cat "$IMG" > /dev/null
+
+iops() { awk '{ print $4 }'; }
+
+pread_iops=$("$BENCH" -m pread -c "$OPS" "$IMG" | iops)
+blk_iops=$("$BENCH" -m blk -c "$OPS" "$IMG" | iops)
+qsecs=$(qemu-img bench -c "$QOPS" -d 1 -s 4096 -t writeback -f raw "$IMG" |
+        sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p')
+[ -n "$qsecs" ] || { echo "run.sh: could not parse qemu-img bench output" >&2; exit 1; }
+qemu_iops=$(awk -v n="$QOPS" -v s="$qsecs" 'BEGIN { printf "%.0f", n / s }')
+
+echo "4K QD1 reads, page-cached 1 GiB raw file"
+printf '  %-36s %10s IOPS\n' "plain pread (random, ceiling)" "$pread_iops"
+printf '  %-36s %10s IOPS\n' "diskdm backend aio (random)" "$blk_iops"
+printf '  %-36s %10s IOPS\n' "qemu-img bench (sequential)" "$qemu_iops"
+awk -v b="$blk_iops" -v p="$pread_iops" -v q="$qemu_iops" 'BEGIN {
+    printf "  backend / pread     = %.2f\n", b / p
+    printf "  backend / qemu-img  = %.1fx (target >= 10x)\n", b / q
+}'
