@@ -134,7 +134,8 @@ static int apply_locks(struct file_state *s, unsigned perm, unsigned unshared)
     return 0;
 }
 
-/* Would `perm`/`unshared` conflict with other processes' locks? */
+/* Would `perm`/`unshared` conflict with other processes' locks? The
+ * messages are QEMU's, so either program's user reads the same words. */
 static int check_locks(struct file_state *s, unsigned perm, unsigned unshared,
                        const char *filename, struct error **errp)
 {
@@ -154,9 +155,9 @@ static int check_locks(struct file_state *s, unsigned perm, unsigned unshared,
                 error_setg_errno(errp, -r, "Could not open '%s': Failed to check lock", filename);
                 return r;
             }
-            error_setg(errp, "Could not open '%s': Failed to get \"%s\" lock\n"
+            error_setg(errp, "Failed to get \"%s\" lock\n"
                        "Is another process using the image [%s]?",
-                       filename, bdrv_perm_name(i), filename);
+                       bdrv_perm_name(i), filename);
             bdrv_error_errnum(errp, EAGAIN);
             return -EAGAIN;
         }
@@ -170,9 +171,9 @@ static int check_locks(struct file_state *s, unsigned perm, unsigned unshared,
                 return r;
             }
             if (r) {
-                error_setg(errp, "Could not open '%s': Failed to get shared \"%s\" lock\n"
+                error_setg(errp, "Failed to get shared \"%s\" lock\n"
                            "Is another process using the image [%s]?",
-                           filename, bdrv_perm_name(i), filename);
+                           bdrv_perm_name(i), filename);
                 bdrv_error_errnum(errp, EAGAIN);
                 return -EAGAIN;
             }
