@@ -1,7 +1,7 @@
 /*
  * tools/xenstored/main.c — diskdm-xenstored's command line: listening
  * sockets (toolstack, read-only, per-domain), pid file, log file, and a
- * clean shutdown on SIGINT/SIGTERM. Runs in the foreground.
+ * clean shutdown on SIGINT/SIGTERM/SIGHUP. Runs in the foreground.
  */
 #include "tools/xenstored/xenstored.h"
 
