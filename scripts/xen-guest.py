@@ -17,6 +17,7 @@ runs a script from stdin, one command per line:
   image-check FILE LBA COUNT BYTE
                          which of those sectors of FILE hold BYTE
   fd-mode DOMID FILE     how that domain's diskdm holds FILE open
+  wait-key PATH VALUE    wait (30 s at most) until xenstore PATH holds VALUE
   atapi-tur DEV          TEST UNIT READY, then REQUEST SENSE
   atapi-read DEV LBA     READ(10) of one 2048-byte block
   atapi-write DEV LBA    WRITE(10) of one block (a CD refuses it)
@@ -31,6 +32,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 ERR, DRQ, BSY = 0x01, 0x08, 0x80
 
@@ -287,6 +289,15 @@ def fd_mode(domid, path):
     return "%s: open %s" % (name, ", ".join(sorted(set(modes))))
 
 
+def wait_key(path, value):
+    for _ in range(600):
+        r = subprocess.run(["xenstore-read", path], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.rstrip("\n") == value:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] != "--sock":
         sys.stderr.write("usage: xen-guest.py --sock PATH < SCRIPT\n")
@@ -321,6 +332,11 @@ def main():
             elif word == "image-check":
                 out = image_check(args[0], int(args[1], 0), int(args[2], 0),
                                   int(args[3], 0))
+            elif word == "wait-key":
+                if not wait_key(args[0], args[1] if len(args) > 1 else ""):
+                    print("timed out waiting for %s = %s" % (args[0], args[1]), flush=True)
+                    return 1
+                continue
             elif word == "fd-mode":
                 out = fd_mode(args[0], args[1])
             elif word == "ide-read":
