@@ -144,3 +144,36 @@ grep -q "dropping client (dom0): payload too long" "$T/log" || fail "no log of d
 ok "hostile and busy clients"
 kill $XSD_PID
 wait $XSD_PID || fail "daemon exit status $?"
+
+# Out of file descriptors: the daemon waits for clients to leave, then
+# accepts again.
+( ulimit -n 24; exec "$XSD" --socket "$T/sock2" --pidfile "$T/pid2" --log "$T/log2" -v ) &
+XSD2_PID=$!
+at_exit 'kill $XSD2_PID 2>/dev/null; wait $XSD2_PID 2>/dev/null'
+i=0
+while [ ! -s "$T/pid2" ]; do
+    i=$((i + 1)); [ $i -lt 500 ] || fail "second daemon did not start"
+    sleep 0.01
+done
+python3 - "$T/sock2" <<'EOF2'
+import socket, struct, sys
+HDR = struct.Struct("<IIII")
+conns = []
+for i in range(40):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.sendall(HDR.pack(2, i, 0, 6) + b"/tool\0")
+    conns.append(s)
+# The first ones are served while the rest wait in the listen backlog.
+s = conns[0]
+s.settimeout(30)
+assert s.recv(HDR.size) == HDR.pack(2, 0, 0, 0)
+for s in conns:
+    s.close()
+EOF2
+[ "$(XENSTORED_PATH="$T/sock2" xenstore-read /tool)" = "" ] || fail "no service after EMFILE"
+XENSTORED_PATH="$T/sock2" xenstore-write /after-emfile 1
+grep -q "waiting for a client to close" "$T/log2" || fail "EMFILE not reached: $(cat "$T/log2")"
+ok "out of file descriptors"
+kill $XSD2_PID
+wait $XSD2_PID || fail "second daemon exit status $?"

@@ -107,6 +107,7 @@ void xsd_conn_free(struct xsd_conn *c)
     }
     if (c->fd >= 0) {
         close(c->fd);
+        srv->accept_paused = false;
     }
     xsd_watch_clear(c);
     while (c->txns) {
@@ -350,8 +351,14 @@ static void xsd_accept(struct xsd_server *srv, const struct xsd_listener *l)
     for (;;) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* The listener stays readable: stop polling it (no busy
+                 * loop) until a client goes away. */
+                log_warn("accept on %s: %s; waiting for a client to close",
+                         l->path, strerror(errno));
+                srv->accept_paused = true;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+                       errno != EINTR && errno != ECONNABORTED) {
                 log_warn("accept on %s: %s", l->path, strerror(errno));
             }
             return;
@@ -404,8 +411,10 @@ int xsd_run(struct xsd_server *srv, int stop_fd)
         size_t i = 0;
         pfd[i++] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
         for (size_t l = 0; l < srv->nlisteners; l++) {
-            pfd[i++] = (struct pollfd){ .fd = srv->listeners[l].fd,
-                                        .events = POLLIN };
+            pfd[i++] = (struct pollfd){
+                .fd = srv->accept_paused ? -1 : srv->listeners[l].fd,
+                .events = POLLIN,
+            };
         }
         size_t first_conn = i;
         for (struct xsd_conn *c = srv->conns; c; c = c->next) {

@@ -247,6 +247,7 @@ struct xsd_server {
     struct xsd_listener *listeners;
     size_t nlisteners;
     uint64_t requests;              /* handled, for the log */
+    bool accept_paused;             /* out of fds: wait for a client to go */
 };
 
 /* Output above this stops reading the client's requests. */
