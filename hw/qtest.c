@@ -18,7 +18,7 @@
 #define QTEST_MAX_LINE      (40u << 20)
 /* Largest read/write/b64read/b64write/memset size accepted. */
 #define QTEST_MAX_SIZE      (16u << 20)
-#define QTEST_MAX_MEMSET    (1ull << 32)
+#define QTEST_MAX_MEMSET    (1ull << 30)
 #define QTEST_MAX_WORDS     8
 #define QTEST_NUM_GSI       24
 
