@@ -35,5 +35,5 @@ if $qemu_too; then
         -qtest stdio -qtest-log none -accel tcg -S
 fi
 echo "== diskdm"
-[ -x "$BUILD/diskdm" ] || { echo "run.sh: $BUILD/diskdm is not built" >&2; exit 1; }
+[ -x "$BUILD/diskdm" ] || { echo "diskdm is not built"; exit 77; }
 "$replay" "$tr" -- "$BUILD/diskdm" -qtest stdio
