@@ -89,10 +89,21 @@ static void write_rel(struct xen_dm *dm, const char *dir, const char *key,
         log_warn("xenstore write %s: %s", path, strerror(errno));
 }
 
+static void remember_rejected(struct xen_dm *dm, int devid)
+{
+    struct xen_rejected *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        abort();
+    r->devid = devid;
+    r->next = dm->rejected;
+    dm->rejected = r;
+}
+
 static void report_disk_error(struct xen_dm *dm, struct xen_vbd *v,
                               const char *msg)
 {
-    log_error("vbd %d (%s): %s", v->cfg.devid, v->cfg.vdev, msg);
+    log_error("vbd %d: %s", v->cfg.devid, msg);
     if (xen_disk_write_error(dm->xs, v->cfg.be_path, msg) < 0)
         log_warn("cannot write hotplug-error for %s", v->cfg.be_path);
 }
@@ -207,14 +218,10 @@ static int vbd_add(struct xen_dm *dm, struct xen_disk_cfg *cfg, bool hotplug,
         return 0;
     }
     if (cfg->kind == XEN_DISK_REJECTED) {
-        struct xen_rejected *r = calloc(1, sizeof(*r));
-
         log_error("vbd %d: not attached: %s", cfg->devid, cfg->error);
         if (cfg->linked && xen_disk_write_error(dm->xs, cfg->be_path, cfg->error) < 0)
             log_warn("cannot write hotplug-error for %s", cfg->be_path);
-        r->devid = cfg->devid;
-        r->next = dm->rejected;
-        dm->rejected = r;
+        remember_rejected(dm, cfg->devid);
         xen_disk_cfg_free(cfg);
         return 0;
     }
@@ -232,6 +239,7 @@ static int vbd_add(struct xen_dm *dm, struct xen_disk_cfg *cfg, bool hotplug,
             /* a failed block-attach fails that disk, not the domain */
             report_disk_error(dm, v, err->msg);
             error_free(err);
+            remember_rejected(dm, v->cfg.devid);
             ret = 0;
         } else {
             xen_disk_write_error(dm->xs, v->cfg.be_path, err->msg);
@@ -292,8 +300,10 @@ static void vbd_mode_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
 
         error_free(err);
         err = NULL;
-        if (!v->read_only && blk_set_read_only(v->blk, true, &err) == 0)
+        if (!v->read_only && blk_set_read_only(v->blk, true, &err) == 0) {
             v->read_only = true;
+            log_warn("vbd %d: %s made read-only", v->cfg.devid, v->cfg.vdev);
+        }
         if (err) {
             log_error("vbd %d: %s", v->cfg.devid, err->msg);
             error_free(err);
