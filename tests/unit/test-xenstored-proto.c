@@ -545,6 +545,13 @@ START_TEST(test_transactions)
     expect_ok(a, XS_WRITE, t, S("/cnt\0006"));
     expect_ok(a, XS_TRANSACTION_END, t, S("T\0"));
     expect_reply(b, XS_READ, 0, S("/cnt\0"), S("6"));
+    /* Siblings created meanwhile do not conflict with a changed node. */
+    write_key(b, "/p/a", "1");
+    t = txn_start(a);
+    expect_ok(a, XS_WRITE, t, S("/p/a\0002"));
+    write_key(b, "/p/b", "1");
+    expect_ok(a, XS_TRANSACTION_END, t, S("T\0"));
+    expect_reply(b, XS_READ, 0, S("/p/a\0"), S("2"));
     /* A node deleted and re-created meanwhile conflicts too. */
     t = txn_start(a);
     expect_reply(a, XS_READ, t, S("/cnt\0"), S("6"));

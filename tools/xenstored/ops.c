@@ -128,7 +128,7 @@ static const struct xsd_perms *xsd_parent_perms(struct xsd_view *v,
         return NULL;
     }
     char *parent = xsd_path_parent(path);
-    const struct xsd_node *n = xsd_view_get(v, parent);
+    const struct xsd_node *n = xsd_view_peek(v, parent);
     free(parent);
     return n ? &n->perms : NULL;
 }
@@ -186,7 +186,7 @@ static void xsd_fire_node(struct xsd_conn *c, struct xsd_view *v,
                           const char *path, bool exact,
                           const struct xsd_perms *extra)
 {
-    const struct xsd_node *n = xsd_view_get(v, path);
+    const struct xsd_node *n = xsd_view_peek(v, path);
     const struct xsd_perms *perms[3] = {
         n ? &n->perms : NULL, xsd_parent_perms(v, path), extra,
     };

@@ -71,6 +71,17 @@ const struct xsd_node *xsd_view_get(struct xsd_view *v, const char *path)
     return xsd_txn_entry(v, path)->node;
 }
 
+const struct xsd_node *xsd_view_peek(struct xsd_view *v, const char *path)
+{
+    if (v->txn) {
+        struct xsd_txn_entry *e = xsd_map_get(&v->txn->entries, path);
+        if (e) {
+            return e->node;
+        }
+    }
+    return xsd_store_lookup(v->store, path);
+}
+
 struct xsd_node *xsd_view_get_mut(struct xsd_view *v, const char *path)
 {
     if (!v->txn) {

@@ -162,6 +162,9 @@ struct xsd_view {
  * through the view. Inside a transaction the first access snapshots the
  * node (or its absence) for the conflict check at commit. */
 const struct xsd_node *xsd_view_get(struct xsd_view *v, const char *path);
+/* Like xsd_view_get, but never snapshots: for looks that must not make a
+ * transaction conflict (permissions of a watch event's parent). */
+const struct xsd_node *xsd_view_peek(struct xsd_view *v, const char *path);
 /* Existing node, to be changed in place; NULL if absent. */
 struct xsd_node *xsd_view_get_mut(struct xsd_view *v, const char *path);
 /* Add a node whose path is absent; takes ownership. */
