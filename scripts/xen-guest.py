@@ -14,6 +14,10 @@ runs a script from stdin, one command per line:
   ide-write-mid DEV LBA COUNT BYTE K CMD...
                          WRITE SECTORS of COUNT sectors; after K of them have
                          completed, run the shell command CMD, then go on
+  ide-dma-write DEV LBA COUNT BYTE CMD...
+                         WRITE DMA of COUNT sectors; CMD runs while the
+                         transfer is in flight (after the start, before the
+                         guest looks at the result)
   image-check FILE LBA COUNT BYTE
                          which of those sectors of FILE hold BYTE
   fd-mode DOMID FILE     how that domain's diskdm holds FILE open
@@ -154,6 +158,39 @@ class Guest:
             return what + "%d done, then rejected (%s)" % (
                 done, self.describe(st, self.inb(base + 1)))
         return what + "all %d done" % done
+
+    def ide_dma_write(self, dev, lba, count, byte, cmd):
+        base, ctl, unit = CHANNELS[dev]
+        bm = 0xc000 + (8 if base == 0x170 else 0)
+        # PIIX3 IDE function 00:01.1: BAR4 at 0xc000, I/O and bus mastering
+        self.cmd("outl 0xcf8 0x80000920")
+        self.cmd("outl 0xcfc 0xc001")
+        self.cmd("outl 0xcf8 0x80000904")
+        self.cmd("outw 0xcfc 0x0005")
+        nbytes = count * 512
+        self.cmd("writel 0x1000 0x00030000")
+        self.cmd("writel 0x1004 0x%08x" % (0x80000000 | nbytes))
+        self.cmd("memset 0x30000 %d 0x%02x" % (nbytes, byte))
+        self.outb(bm, 0x00)                     # memory -> device
+        self.outb(bm + 2, 0x06)
+        self.cmd("outl 0x%x 0x1000" % (bm + 4))
+        base, ctl = self.select(dev, lba)
+        self.outb(base + 2, count)
+        self.outb(base + 3, lba & 0xff)
+        self.outb(base + 4, lba >> 8 & 0xff)
+        self.outb(base + 5, lba >> 16 & 0xff)
+        self.outb(base + 7, 0xca)
+        self.outb(bm, 0x01)
+        subprocess.run(cmd, shell=True, check=True)
+        st = self.wait(base, ctl)
+        for _ in range(100000):
+            if not self.inb(bm + 2) & 1:
+                break
+        self.outb(bm, 0x00)
+        what = "DMA write of %d sectors to %s, mode changed in flight: " % (count, dev)
+        if st & ERR:
+            return what + "rejected (%s)" % self.describe(st, self.inb(base + 1))
+        return what + "OK"
 
     def ide_read(self, dev, lba):
         base, ctl, st = self.ata(dev, lba, 0x20)
@@ -329,6 +366,10 @@ def main():
                 a = rest.split(None, 5)
                 out = g.ide_write_mid(a[0], int(a[1], 0), int(a[2], 0),
                                       int(a[3], 0), int(a[4], 0), a[5])
+            elif word == "ide-dma-write":
+                a = rest.split(None, 4)
+                out = g.ide_dma_write(a[0], int(a[1], 0), int(a[2], 0),
+                                      int(a[3], 0), a[4])
             elif word == "image-check":
                 out = image_check(args[0], int(args[1], 0), int(args[2], 0),
                                   int(args[3], 0))
