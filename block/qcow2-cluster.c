@@ -147,8 +147,10 @@ void qcow2_compressed_range(const struct qcow2_state *s, uint64_t l2e,
     *nb = ((end - 1) >> s->cluster_bits) - *first + 1;
 }
 
-/* The L2 table for l1 index `i`, or NULL (unallocated: *ret = 0). */
-static uint8_t *l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int *ret)
+/* The L2 table for l1 index `i`, or NULL (unallocated: *ret = 0). With
+ * `cached_only`, a cache miss is -EAGAIN instead of a read. */
+static uint8_t *l2_table_ex(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int *ret,
+                            bool cached_only)
 {
     *ret = 0;
     if (i >= s->l1_size) {
@@ -171,7 +173,22 @@ static uint8_t *l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, in
         return NULL;
     }
     *l2_off = off;
+    if (cached_only) {
+        bool hit;
+        int slot = cache_find(&s->l2_cache, off, &hit);
+        if (!hit) {
+            *ret = -EAGAIN;
+            return NULL;
+        }
+        s->l2_cache.stamp[slot] = ++s->l2_cache.clock;
+        return s->l2_cache.mem + (size_t)slot * s->l2_cache.table_size;
+    }
     return qcow2_cache_get(s, &s->l2_cache, off, ret);
+}
+
+static uint8_t *l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int *ret)
+{
+    return l2_table_ex(s, i, l2_off, ret, false);
 }
 
 /*
@@ -179,8 +196,9 @@ static uint8_t *l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, in
  * contiguous on the host, inside one L2 table, at most `bytes` long.
  * Caller holds bs->lock.
  */
-static int get_mapping(struct qcow2_state *s, uint64_t off, uint64_t bytes,
-                       enum qcow2_ctype *type, uint64_t *l2e_out, uint64_t *pn)
+static int get_mapping_ex(struct qcow2_state *s, uint64_t off, uint64_t bytes,
+                          enum qcow2_ctype *type, uint64_t *l2e_out, uint64_t *pn,
+                          bool cached_only)
 {
     uint64_t in = off & s->cluster_mask;
     uint64_t l2_index = (off >> s->cluster_bits) & (s->l2_size - 1);
@@ -189,7 +207,7 @@ static int get_mapping(struct qcow2_state *s, uint64_t off, uint64_t bytes,
     uint64_t l2_off;
     int ret;
 
-    uint8_t *t = l2_table(s, l1_index, &l2_off, &ret);
+    uint8_t *t = l2_table_ex(s, l1_index, &l2_off, &ret, cached_only);
     if (!t) {
         if (ret < 0) {
             return ret;
@@ -222,6 +240,12 @@ static int get_mapping(struct qcow2_state *s, uint64_t off, uint64_t bytes,
     *l2e_out = e0;
     *pn = MIN(bytes, (i << s->cluster_bits) - in);
     return 0;
+}
+
+static int get_mapping(struct qcow2_state *s, uint64_t off, uint64_t bytes,
+                       enum qcow2_ctype *type, uint64_t *l2e_out, uint64_t *pn)
+{
+    return get_mapping_ex(s, off, bytes, type, l2e_out, pn, false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -392,6 +416,11 @@ static int read_host(struct qcow2_state *s, uint64_t host, uint64_t n,
                   "the file", s->bs->filename, host);
         return -EIO;
     }
+    if (iov_off == 0 && n == iov_size(iov, iovcnt)) {
+        /* The whole request in one run: no slicing. */
+        return nowait ? bdrv_preadv_nowait(s->file, host, iov, iovcnt)
+                      : bdrv_preadv(s->file, host, iov, iovcnt);
+    }
     struct slice sl;
     int ret = slice_make(&sl, iov, iovcnt, iov_off, n);
     if (ret < 0) {
@@ -476,14 +505,8 @@ int qcow2_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
             return -EAGAIN;
         }
         /* Only cache hits: a miss would read the file under the lock. */
-        uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
-        uint64_t l2_off = l1_index < s->l1_size ? s->l1[l1_index] & QCOW2_L1E_OFFSET_MASK : 0;
-        bool hit = true;
-        if (l2_off) {
-            cache_find(&s->l2_cache, l2_off, &hit);
-        }
-        ret = hit ? get_mapping(s, cur, MIN(bytes - done, s->size - cur), &type, &l2e, &n)
-                  : -EAGAIN;
+        ret = get_mapping_ex(s, cur, MIN(bytes - done, s->size - cur), &type, &l2e, &n,
+                             true);
         pthread_mutex_unlock(&bs->lock);
         if (ret < 0) {
             return ret;

@@ -165,27 +165,88 @@ int qcow2_get_refcount(struct qcow2_state *s, uint64_t cluster, uint64_t *rc)
     return ret;
 }
 
-int qcow2_set_refcount(struct qcow2_state *s, uint64_t cluster, uint64_t rc)
+/*
+ * Refcount changes not yet written: a byte range of one block. Runs of
+ * changes to the same block (the allocator's pool refill) go out in one
+ * write; anything that touches another block writes the pending range
+ * first, so the write-through cache never holds unwritten data when it
+ * evicts.
+ */
+struct rc_batch {
+    uint64_t block;     /* host offset of the block, 0 = nothing pending */
+    uint64_t lo, hi;    /* changed bytes [lo, hi) inside it */
+};
+
+static int batch_flush(struct qcow2_state *s, struct rc_batch *b)
+{
+    if (!b->block) {
+        return 0;
+    }
+    int ret;
+    uint8_t *t = qcow2_cache_get(s, &s->rb_cache, b->block, &ret);
+    if (t) {
+        ret = bdrv_pwrite(s->file, b->block + b->lo, t + b->lo, b->hi - b->lo, 0);
+    }
+    if (ret < 0) {
+        qcow2_cache_drop(&s->rb_cache, b->block);
+    }
+    b->block = 0;
+    return ret;
+}
+
+static int set_refcount_batched(struct qcow2_state *s, uint64_t cluster, uint64_t rc,
+                                struct rc_batch *b)
 {
     int ret;
     if (rc > s->refcount_max) {
         return -ERANGE;
     }
+    uint64_t idx = cluster >> s->rb_bits;
+    uint64_t off = idx < s->rt_entries ? s->rt[idx] & QCOW2_RT_OFFSET_MASK : 0;
+    if (b->block && b->block != off) {
+        ret = batch_flush(s, b);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     uint8_t *t = block_for(s, cluster, rc != 0, &ret);
     if (!t) {
         return ret;
     }
+    off = s->rt[idx] & QCOW2_RT_OFFSET_MASK;
+    if (b->block && b->block != off) {     /* block_for placed a new block */
+        ret = batch_flush(s, b);
+        if (ret < 0) {
+            return ret;
+        }
+        t = block_for(s, cluster, rc != 0, &ret);
+        if (!t) {
+            return ret;
+        }
+    }
     uint64_t bo;
     uint32_t bl;
     rb_put(s, t, cluster & ((1ull << s->rb_bits) - 1), rc, &bo, &bl);
-    uint64_t off = s->rt[cluster >> s->rb_bits] & QCOW2_RT_OFFSET_MASK;
-    ret = bdrv_pwrite(s->file, off + bo, t + bo, bl, 0);
-    if (ret < 0) {
-        qcow2_cache_drop(&s->rb_cache, off);
-    } else if (rc == 0 && cluster < s->free_hint) {
+    if (!b->block) {
+        b->block = off;
+        b->lo = bo;
+        b->hi = bo + bl;
+    } else {
+        b->lo = MIN(b->lo, bo);
+        b->hi = MAX(b->hi, bo + bl);
+    }
+    if (rc == 0 && cluster < s->free_hint) {
         s->free_hint = cluster;
     }
-    return ret;
+    return 0;
+}
+
+int qcow2_set_refcount(struct qcow2_state *s, uint64_t cluster, uint64_t rc)
+{
+    struct rc_batch b = { 0 };
+    int ret = set_refcount_batched(s, cluster, rc, &b);
+    int r2 = batch_flush(s, &b);
+    return ret < 0 ? ret : r2;
 }
 
 /*
@@ -291,8 +352,13 @@ out_free:
 /* Reserve a run of free clusters (refcount 1 each, flushed) as the pool. */
 static int pool_refill(struct qcow2_state *s)
 {
-    uint64_t want = MAX(1, MIN(256, (1u << 20) >> s->cluster_bits));
+    /* 1 MiB at first, doubling while allocation goes on, up to 64 MiB
+     * (and 4096 clusters): fewer flushes, at most that much leaked by a
+     * crash. */
+    uint64_t want = MAX(1, MIN(4096, s->pool_batch >> s->cluster_bits));
+    s->pool_batch = MIN(s->pool_batch * 2, 64ull << 20);
     uint64_t c = s->free_hint, rc;
+    struct rc_batch b = { 0 };
     int ret;
 
     for (;; c++) {
@@ -316,12 +382,17 @@ static int pool_refill(struct qcow2_state *s)
         if (rc != 0 || check_busy(s, start + n)) {
             break;
         }
-        ret = qcow2_set_refcount(s, start + n, 1);
+        ret = set_refcount_batched(s, start + n, 1, &b);
         if (ret < 0) {
+            batch_flush(s, &b);
             return ret;
         }
         check_mark(s, start + n);
         n++;
+    }
+    ret = batch_flush(s, &b);
+    if (ret < 0) {
+        return ret;
     }
     if (n == 0) {
         return -EIO;
@@ -356,11 +427,15 @@ void qcow2_pool_release(struct qcow2_state *s)
 {
     uint64_t from = s->pool_next, to = s->pool_end;
     bool at_end = (to << s->cluster_bits) >= s->file_len;
+    struct rc_batch b = { 0 };
     for (uint64_t c = from; c < to; c++) {
-        if (qcow2_set_refcount(s, c, 0) < 0) {
+        if (set_refcount_batched(s, c, 0, &b) < 0) {
             at_end = false;
             break;
         }
+    }
+    if (batch_flush(s, &b) < 0) {
+        at_end = false;
     }
     s->pool_next = s->pool_end = 0;
     if (at_end && from < to) {

@@ -500,6 +500,7 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
         FAIL(-ENOMEM, "Out of memory");
     }
     s->free_hint = 1;
+    s->pool_batch = 1u << 20;
     bs->total_size = s->size;
 
     if (s->backing_file) {

@@ -146,6 +146,7 @@ struct qcow2_state {
      * crash leaks the unused ones; close gives them back.
      */
     uint64_t pool_next, pool_end;   /* cluster indices [next, end) */
+    uint64_t pool_batch;            /* bytes the next refill reserves */
     bool pool_fresh;                /* pool lies in a hole made by
                                      * extending the file: reads as zeroes */
     uint64_t free_hint;             /* first cluster index that may be free */
