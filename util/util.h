@@ -317,6 +317,12 @@ uint64_t clock_ns(void);    /* CLOCK_MONOTONIC */
  * Runs blocking work on worker threads; `done` is called on the event
  * loop's thread with work's return value. tpool_free waits for all
  * submitted work and runs the pending `done` calls first.
+ * Workers start on demand up to max_threads (0 means 1) and exit after an
+ * idle timeout. Submitting is thread-safe; `done` calls run in the order
+ * the work finished (submission order with one thread). tpool_free runs
+ * on the loop's thread, never inside one of the pool's own `done` calls;
+ * work submitted by a `done` call it runs is waited for too. A completion
+ * costs one eventfd write and one loop wake-up per batch.
  */
 struct thread_pool;
 typedef int tpool_work_fn(void *opaque);

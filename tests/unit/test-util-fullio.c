@@ -158,11 +158,19 @@ END_TEST
 /* EINTR                                                               */
 /* ------------------------------------------------------------------ */
 
-static volatile sig_atomic_t signals_seen;
+/* Written by the handler in the interrupted thread, read by the main one. */
+static int signals_seen;
 
 static void on_signal(int sig)
 {
-    signals_seen++;
+    int saved = errno;
+    __atomic_add_fetch(&signals_seen, 1, __ATOMIC_SEQ_CST);
+    errno = saved;
+}
+
+static int seen(void)
+{
+    return __atomic_load_n(&signals_seen, __ATOMIC_SEQ_CST);
 }
 
 /* Handler without SA_RESTART: blocked reads and writes fail with EINTR. */
@@ -172,7 +180,7 @@ static void install_handler(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;
     ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-    signals_seen = 0;
+    __atomic_store_n(&signals_seen, 0, __ATOMIC_SEQ_CST);
 }
 
 /* Wait until thread `tid` sleeps in the kernel (state S in /proc). */
@@ -234,7 +242,7 @@ START_TEST(test_read_eintr)
     for (int i = 0; i < 2; i++) {
         wait_sleeping(r.tid);
         pthread_kill(tid, SIGUSR1);
-        while (signals_seen < i + 1) {
+        while (seen() < i + 1) {
             usleep(100);
         }
     }
@@ -242,7 +250,7 @@ START_TEST(test_read_eintr)
     pthread_join(tid, NULL);
     ck_assert_int_eq(r.ret, 20);
     ck_assert_mem_eq(r.buf, "0123456789abcdefghij", 20);
-    ck_assert_int_eq(signals_seen, 2);
+    ck_assert_int_eq(seen(), 2);
     close(p[0]);
     close(p[1]);
 }
@@ -289,7 +297,7 @@ START_TEST(test_write_eintr)
             wait_sleeping(w.tid);       /* blocked: the pipe is full */
             pthread_kill(tid, SIGUSR1);
             sent++;
-            while (signals_seen < sent) {
+            while (seen() < sent) {
                 usleep(100);
             }
         }
@@ -300,7 +308,7 @@ START_TEST(test_write_eintr)
     pthread_join(tid, NULL);
     ck_assert_int_eq(w.ret, (ssize_t)len);
     ck_assert_mem_eq(got, data, len);
-    ck_assert_int_eq(signals_seen, 5);
+    ck_assert_int_eq(seen(), 5);
     free(data);
     free(got);
     close(p[0]);
