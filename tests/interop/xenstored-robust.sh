@@ -33,6 +33,31 @@ set -e
 [ $rc = 1 ] || fail "socket path is a file: exit $rc"
 [ "$(cat "$T/out")" = "diskdm-xenstored: '$T/file' exists and is not a socket" ] \
     || fail "file: $(cat "$T/out")"
+set +e
+"$XSD" --socket "$T/s" --bogus > "$T/out" 2>&1; rc=$?
+set -e
+[ $rc = 2 ] || fail "unknown option: exit $rc"
+grep -q "^Usage: diskdm-xenstored --socket PATH" "$T/out" || fail "unknown option: $(cat "$T/out")"
+long="$T/$(printf '%0120d' 0)"
+set +e
+"$XSD" --socket "$long" > "$T/out" 2>&1; rc=$?
+set -e
+[ $rc = 1 ] || fail "long socket path: exit $rc"
+[ "$(cat "$T/out")" = "diskdm-xenstored: socket path '$long' is too long (at most 107 bytes)" ] \
+    || fail "long path: $(cat "$T/out")"
+set +e
+"$XSD" --socket "$T/s" --log "$T/no/such/log" > "$T/out" 2>&1; rc=$?
+set -e
+[ $rc = 1 ] || fail "bad log file: exit $rc"
+[ "$(cat "$T/out")" = "diskdm-xenstored: cannot open log file '$T/no/such/log': No such file or directory" ] \
+    || fail "log: $(cat "$T/out")"
+set +e
+"$XSD" --socket "$T/s" --pidfile "$T/no/such/pid" > "$T/out" 2>&1; rc=$?
+set -e
+[ $rc = 1 ] || fail "bad pid file: exit $rc"
+[ "$(cat "$T/out")" = "diskdm-xenstored: cannot write pid file '$T/no/such/pid': No such file or directory" ] \
+    || fail "pid: $(cat "$T/out")"
+[ ! -e "$T/s" ] || fail "socket left behind after a failed start"
 ok "command-line errors"
 
 # --- the daemon -----------------------------------------------------------

@@ -449,7 +449,10 @@ START_TEST(test_watch_permissions)
     expect_event(d5, "@introduceDomain", "i");
     expect_ok(c, XS_INTRODUCE, 0, S("9\0001234\0003\0"));
     expect_nothing(d5);
+    expect_err(d5, XS_GET_PERMS, 0, S("@introduceDomain\0"), "EACCES");
+    expect_err(c, XS_GET_PERMS, 0, S("@nothing\0"), "EINVAL");
     expect_ok(c, XS_SET_PERMS, 0, S("@introduceDomain\0n0\0r5\0"));
+    expect_reply(d5, XS_GET_PERMS, 0, S("@introduceDomain\0"), S("n0\0r5\0"));
     expect_reply(c, XS_GET_PERMS, 0, S("@introduceDomain\0"), S("n0\0r5\0"));
     expect_ok(c, XS_INTRODUCE, 0, S("10\0001234\0003\0"));
     expect_event(d5, "@introduceDomain", "i");

@@ -321,6 +321,9 @@ static int xsd_op_get_perms(struct xsd_conn *c)
         if (!sp) {
             return EINVAL;
         }
+        if (!(xsd_perm(c, sp) & XSD_PERM_READ)) {
+            return EACCES;
+        }
         uint32_t len;
         char *s = xsd_perms_format(sp, &len);
         xsd_reply(c, XS_GET_PERMS, s, len);
