@@ -22,6 +22,7 @@ runs a script from stdin, one command per line:
                          which of those sectors of FILE hold BYTE
   fd-mode DOMID FILE     how that domain's diskdm holds FILE open
   wait-key PATH VALUE    wait (30 s at most) until xenstore PATH holds VALUE
+                         (the rest of the line, without surrounding quotes)
   atapi-tur DEV          TEST UNIT READY, then REQUEST SENSE
   atapi-read DEV LBA     READ(10) of one 2048-byte block
   atapi-write DEV LBA    WRITE(10) of one block (a CD refuses it)
@@ -144,15 +145,19 @@ class Guest:
         self.outb(base + 7, 0x30)
         st = self.wait(base, ctl)
         done = 0
+        ran = False
         word = byte | byte << 8
         while st & DRQ and not st & ERR:
             if done == k:
                 subprocess.run(cmd, shell=True, check=True)
+                ran = True
             for _ in range(256):
                 self.outw(base, word)
             st = self.wait(base, ctl)
             if not st & ERR:
                 done += 1
+        if not ran:                             # refused before any data
+            subprocess.run(cmd, shell=True, check=True)
         what = "write of %d sectors to %s: " % (count, dev)
         if st & ERR:
             return what + "%d done, then rejected (%s)" % (
@@ -323,7 +328,8 @@ def fd_mode(domid, path):
     name = os.path.basename(path)
     if not modes:
         return "%s: not open" % name
-    return "%s: open %s" % (name, ", ".join(sorted(set(modes))))
+    # a read-write image may also have read-only descriptors (locks, probing)
+    return "%s: open %s" % (name, "read-write" if "read-write" in modes else "read-only")
 
 
 def wait_key(path, value):
@@ -374,8 +380,12 @@ def main():
                 out = image_check(args[0], int(args[1], 0), int(args[2], 0),
                                   int(args[3], 0))
             elif word == "wait-key":
-                if not wait_key(args[0], args[1] if len(args) > 1 else ""):
-                    print("timed out waiting for %s = %s" % (args[0], args[1]), flush=True)
+                path, _, value = rest.partition(" ")
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                if not wait_key(path, value):
+                    print("timed out waiting for %s = %s" % (path, value), flush=True)
                     return 1
                 continue
             elif word == "fd-mode":
