@@ -176,9 +176,9 @@ struct bdrv_ops {
      * the core in the backing child (depth + 1); a run ALLOCATED with
      * OFFSET_VALID and *file set to a child is refined by the core with
      * that child's status at *map (so a format driver need not know about
-     * holes in its file). NULL: the core answers "DATA | ALLOCATED" for
-     * the whole range (with OFFSET_VALID into the file child for protocol-
-     * less passthrough it cannot know about, so it does not set it).
+     * holes in its file). *file and *map are only read with OFFSET_VALID.
+     * NULL: the core answers DATA | ALLOCATED for the whole range, without
+     * OFFSET_VALID (it cannot know where the data lives).
      */
     int (*block_status)(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                         uint64_t *pnum, uint64_t *map,

@@ -62,9 +62,8 @@ void bdrv_node_perms(const struct bdrv_node *bs, bool read_only,
     if (!read_only) {
         *perm |= BDRV_PERM(BDRV_PERM_WRITE) | BDRV_PERM(BDRV_PERM_RESIZE);
     } else if (bs->opts.force_share) {
+        /* Like qemu-img -U: byte 100 only. */
         *shared = BDRV_PERM_ALL;
-        /* QEMU -U does not claim consistent read either. */
-        *perm = BDRV_PERM(BDRV_PERM_CONSISTENT_READ);
     }
 }
 
