@@ -317,6 +317,103 @@ START_TEST(test_spec_access_modes)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Backing files (qcow2 overlays made by qemu-img)                     */
+/* ------------------------------------------------------------------ */
+
+static char *make_overlay(void)
+{
+    char *ov = NULL, *cmd = NULL;
+    ck_assert_int_ge(asprintf(&ov, "%s/top.qcow2", dir), 0);
+    ck_assert_int_ge(asprintf(&cmd, "qemu-img create -q -f qcow2 -F raw -b '%s' '%s'", img, ov), 0);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+    return ov;
+}
+
+/* A backing file opens read-only (auto-read-only off) under a writable
+ * overlay: no write descriptor to it, and it stays unchanged. */
+START_TEST(test_backing_read_only)
+{
+    char *ov = make_overlay();
+    struct bt_snapshot snap;
+    bt_snap(img, &snap);
+    struct bdrv_node *bs = bt_open_ok("driver=qcow2,file.filename=%s", ov);
+    ck_assert(!bdrv_is_read_only(bs));
+    struct bdrv_node *base = bdrv_backing_child(bs);
+    ck_assert_ptr_nonnull(base);
+    ck_assert(bdrv_is_read_only(base));
+    ck_assert(!bdrv_is_auto_degraded(base));
+    ck_assert_int_eq(bt_write_fds(img), 0);
+    ck_assert_int_ge(bt_write_fds(ov), 1);
+    uint8_t buf[4096];
+    memset(buf, 0x99, sizeof(buf));
+    ck_assert_int_eq(bdrv_pwrite(bs, 0, buf, sizeof(buf), 0), 0);
+    ck_assert_int_eq(bdrv_pwrite(base, 0, buf, sizeof(buf), 0), -EPERM);
+    uint64_t pnum, map;
+    int depth = -2;
+    ck_assert_int_ge(bdrv_block_status(bs, 65536, 65536, &pnum, &map, &depth), 0);
+    ck_assert_int_eq(depth, 1);     /* from the backing file */
+    ck_assert_int_ge(bdrv_block_status(bs, 0, 4096, &pnum, &map, &depth), 0);
+    ck_assert_int_eq(depth, 0);
+    bdrv_unref(bs);
+    ck_assert(bt_unchanged(img, &snap));
+    free(snap.data);
+    free(ov);
+}
+END_TEST
+
+/* Forced read-only reaches the backing file too. */
+START_TEST(test_backing_forced)
+{
+    char *ov = make_overlay();
+    struct bdrv_node *bs = bt_open_ok("driver=qcow2,file.filename=%s,force-read-only=on", ov);
+    ck_assert(bdrv_is_force_read_only(bs));
+    ck_assert(bdrv_is_force_read_only(bdrv_file_child(bs)));
+    ck_assert(bdrv_is_force_read_only(bdrv_backing_child(bs)));
+    ck_assert_int_eq(bt_write_fds(img), 0);
+    ck_assert_int_eq(bt_write_fds(ov), 0);
+    ck_assert_int_eq(bdrv_pwrite(bs, 0, "x", 1, 0), -EPERM);
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_reopen_read_only(bdrv_backing_child(bs), false, &err), -EACCES);
+    error_free(err);
+    bdrv_unref(bs);
+    free(ov);
+}
+END_TEST
+
+/* An unprivileged user with a writable overlay over a 0444 base: the base
+ * is opened read-only without trying O_RDWR, so the open works. */
+static int nobody_overlay(void *arg)
+{
+    const char *ov = arg;
+    struct error *err = NULL;
+    char s[PATH_MAX + 64];
+    snprintf(s, sizeof(s), "driver=qcow2,file.filename=%s", ov);
+    struct bdrv_node *bs = bt_open(s, &err);
+    BT_CHECK(bs, "open: %s", err ? err->msg : "?");
+    BT_CHECK(!bdrv_is_read_only(bs), "overlay read-only");
+    BT_CHECK(bdrv_is_read_only(bdrv_backing_child(bs)), "base writable");
+    BT_CHECK(bdrv_pwrite(bs, 512, "abc", 3, 0) == 0, "overlay write");
+    BT_CHECK(bt_write_fds(img) == 0, "write descriptor to the base");
+    bdrv_unref(bs);
+    return 0;
+}
+
+START_TEST(test_backing_nobody)
+{
+    char *ov = make_overlay();
+    ck_assert_int_eq(chmod(img, 0444), 0);
+    ck_assert_int_eq(chown(ov, NOBODY, NOBODY), 0);
+    struct bt_snapshot snap;
+    bt_snap(img, &snap);
+    ck_assert_int_eq(bt_as_nobody(nobody_overlay, ov), 0);
+    ck_assert(bt_unchanged(img, &snap));
+    free(snap.data);
+    free(ov);
+}
+END_TEST
+
 static Suite *readonly_suite(void)
 {
     Suite *s = suite_create("block-readonly");
@@ -336,6 +433,13 @@ static Suite *readonly_suite(void)
     tcase_add_test(tc, test_reopen_forced_refused);
     tcase_add_test(tc, test_inheritance);
     tcase_add_test(tc, test_force_share_rules);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("backing");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_backing_read_only);
+    tcase_add_test(tc, test_backing_forced);
+    tcase_add_test(tc, test_backing_nobody);
     suite_add_tcase(s, tc);
     return s;
 }
