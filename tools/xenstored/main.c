@@ -35,6 +35,38 @@ struct xsd_domain_socket {
     const char *path;
 };
 
+/* Written whole under a temporary name, then renamed: whoever sees the
+ * file sees the pid, and the sockets already listen. */
+static int xsd_write_pidfile(const char *path, struct error **errp)
+{
+    char *tmp = xsd_alloc(strlen(path) + 8);
+    sprintf(tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    int ret = 0;
+    if (!f) {
+        ret = -errno;
+        goto out;
+    }
+    if (fprintf(f, "%ld\n", (long)getpid()) < 0) {
+        ret = -EIO;
+    }
+    if (fclose(f) != 0 && ret == 0) {
+        ret = -errno;
+    }
+    if (ret == 0 && rename(tmp, path) < 0) {
+        ret = -errno;
+    }
+    if (ret < 0) {
+        unlink(tmp);
+    }
+out:
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "cannot write pid file '%s'", path);
+    }
+    free(tmp);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -131,12 +163,8 @@ int main(int argc, char **argv)
             goto out_server;
         }
     }
-    if (pidfile) {
-        FILE *f = fopen(pidfile, "we");
-        if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
-            error_setg_errno(&err, errno, "cannot write pid file '%s'", pidfile);
-            goto out_server;
-        }
+    if (pidfile && xsd_write_pidfile(pidfile, &err) < 0) {
+        goto out_server;
     }
     log_info("listening on %s", sock);
     rc = xsd_run(&srv, sfd) < 0 ? 1 : 0;
