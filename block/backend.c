@@ -143,6 +143,12 @@ void blk_set_dev_ops(struct blk_backend *blk, const struct blk_dev_ops *ops,
     blk->dev_opaque = opaque;
 }
 
+bool blk_dev_is_tray_open(const struct blk_backend *blk)
+{
+    return blk->dev_ops && blk->dev_ops->is_tray_open &&
+           blk->dev_ops->is_tray_open(blk->dev_opaque);
+}
+
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */

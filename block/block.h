@@ -248,6 +248,9 @@ void blk_free(struct blk_backend *blk);
 
 void blk_set_dev_ops(struct blk_backend *blk, const struct blk_dev_ops *ops,
                      void *opaque);
+/* The device's tray state (dev_ops->is_tray_open; false without one): how
+ * the layers above see that the guest opened a CD-ROM tray. */
+bool blk_dev_is_tray_open(const struct blk_backend *blk);
 
 /*
  * Asynchronous requests. Return 0 when queued (cb will be called exactly
