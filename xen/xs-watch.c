@@ -21,9 +21,10 @@
 #define TOKEN_VBDS "vbds"
 
 /*
- * How often CD-ROM drives are checked for a medium the guest ejected. The
- * ATAPI device reports a guest eject to its block backend only, so the
- * device model looks; a toolstack reacts to `eject` on a human time scale.
+ * How often CD-ROM drives are checked for a tray the guest opened. The
+ * ATAPI device keeps its tray state to itself (blk_dev_is_tray_open asks
+ * it), so the device model looks; a toolstack reacts to `eject` on a human
+ * time scale.
  */
 #define EJECT_POLL_MS 100
 
@@ -35,6 +36,7 @@ struct xen_vbd {
     struct blk_backend *blk;
     bool read_only;         /* what the backend is now */
     bool medium_in;         /* a medium we inserted is still in the drive */
+    bool tray_open;         /* the tray as we last saw it */
     char *cur_params;       /* params the medium came from (CD-ROM) */
     char token[24];         /* "vbd<devid>": our watch on the backend dir */
 };
@@ -190,6 +192,7 @@ static int vbd_open_attach(struct xen_dm *dm, struct xen_vbd *v,
     v->read_only = blk_is_read_only(v->blk) || spec->access != DISK_ACCESS_RW;
     v->cur_params = strdup(v->cfg.params ? v->cfg.params : "");
     v->medium_in = spec->media == DISK_MEDIA_CDROM && blk_is_inserted(v->blk);
+    v->tray_open = blk_dev_is_tray_open(v->blk);
     snprintf(v->token, sizeof(v->token), "vbd%d", v->cfg.devid);
     log_info("vbd %d: %s attached (%s, %s)", v->cfg.devid, v->cfg.vdev,
              spec->file ? spec->file : "no medium",
@@ -392,6 +395,8 @@ static void vbd_params_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
     }
     disk_spec_free(&spec);
 out_ack:
+    /* our own eject/insert moved the tray: not the guest's doing */
+    v->tray_open = blk_dev_is_tray_open(v->blk);
     if (ack)
         write_disk_info(dm, v);
 out:
@@ -527,12 +532,19 @@ static void eject_tick(void *opaque)
     struct xen_dm *dm = opaque;
 
     for (struct xen_vbd *v = dm->vbds; v; v = v->next) {
-        if (v->medium_in && !blk_is_inserted(v->blk)) {
+        bool open;
+
+        if (v->cfg.spec.media != DISK_MEDIA_CDROM)
+            continue;
+        open = blk_dev_is_tray_open(v->blk);
+        if ((open && !v->tray_open && blk_is_inserted(v->blk)) ||
+            (v->medium_in && !blk_is_inserted(v->blk))) {
             v->medium_in = false;
             log_info("vbd %d: guest ejected the medium of %s", v->cfg.devid,
                      v->cfg.vdev);
             write_rel(dm, v->cfg.fe_path, "eject", "eject");
         }
+        v->tray_open = open;
     }
     dm->eject_timer = ev_timer_add(dm->loop, EJECT_POLL_MS, eject_tick, dm);
 }
