@@ -98,12 +98,17 @@ static inline char *bt_open_fail(const char *fmt, const char *path, int *errnum)
     return msg;
 }
 
-/* Count this process's descriptors on `path` by access mode. */
-static inline void bt_count_fds(const char *path, int *rd, int *wr)
+/* Count this process's descriptors on `path` by access mode; *with_flag
+ * (if not NULL) counts those that also have `flag` (e.g. O_DIRECT). */
+static inline void bt_count_fds_flag(const char *path, int *rd, int *wr,
+                                     unsigned long flag, int *with_flag)
 {
     char real[PATH_MAX];
     ck_assert_ptr_nonnull(realpath(path, real));
     *rd = *wr = 0;
+    if (with_flag) {
+        *with_flag = 0;
+    }
     DIR *d = opendir("/proc/self/fd");
     ck_assert_ptr_nonnull(d);
     struct dirent *e;
@@ -139,8 +144,16 @@ static inline void bt_count_fds(const char *path, int *rd, int *wr)
         } else {
             (*wr)++;
         }
+        if (with_flag && (flags & flag) == flag) {
+            (*with_flag)++;
+        }
     }
     closedir(d);
+}
+
+static inline void bt_count_fds(const char *path, int *rd, int *wr)
+{
+    bt_count_fds_flag(path, rd, wr, 0, NULL);
 }
 
 static inline int bt_write_fds(const char *path)

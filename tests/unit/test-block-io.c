@@ -72,6 +72,10 @@ START_TEST(test_cache_none_bounce)
 {
     struct bdrv_node *bs = bt_open_ok("driver=raw,file.filename=%s,cache=none", img);
     ck_assert_uint_ge(bdrv_request_alignment(bs), 512);
+    int rd, wr, direct;
+    bt_count_fds_flag(img, &rd, &wr, O_DIRECT, &direct);
+    ck_assert_int_eq(wr, 1);
+    ck_assert_int_eq(direct, 1);    /* the data descriptor; the lock one is not */
     uint8_t *raw = malloc(10000);
     uint8_t *buf = raw + 1;     /* misaligned buffer */
     ck_assert_int_eq(bdrv_pread(bs, 3, buf, 1001), 0);
@@ -340,6 +344,7 @@ struct fault {
     int read_err, write_err, sync_err, falloc_err;
     bool short_read, short_write;
     int calls;
+    int syncs;
 };
 
 static ssize_t f_preadv(void *opaque, int fd, const struct iovec *iov, int cnt, off_t off)
@@ -384,6 +389,7 @@ static ssize_t f_pwritev(void *opaque, int fd, const struct iovec *iov, int cnt,
 static int f_fdatasync(void *opaque, int fd)
 {
     struct fault *f = opaque;
+    f->syncs++;
     return f->sync_err ? -f->sync_err : 0;
 }
 
@@ -474,6 +480,59 @@ START_TEST(test_writethrough_sync_error)
 }
 END_TEST
 
+/* Flushes per cache mode: writeback only on request, writethrough after
+ * every write, unsafe never; FUA always durable. */
+START_TEST(test_cache_mode_flushes)
+{
+    static const struct { const char *cache; int per_write, per_flush, per_fua; } modes[] = {
+        { "writeback", 0, 1, 1 },
+        { "writethrough", 1, 1, 1 },
+        { "unsafe", 0, 0, 0 },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
+        struct fault f = { 0 };
+        struct bdrv_io_hooks hooks;
+        struct bdrv_node *bs = open_hooked(&hooks, &f, modes[i].cache);
+        ck_assert_int_eq(bdrv_pwrite(bs, 0, "a", 1, 0), 0);
+        ck_assert_int_eq(f.syncs, modes[i].per_write);
+        f.syncs = 0;
+        ck_assert_int_eq(bdrv_flush(bs), 0);
+        ck_assert_int_eq(f.syncs, modes[i].per_flush);
+        f.syncs = 0;
+        ck_assert_int_eq(bdrv_pwrite(bs, 0, "a", 1, BDRV_REQ_FUA), 0);
+        ck_assert_int_ge(f.syncs, modes[i].per_fua);
+        bdrv_unref(bs);
+    }
+}
+END_TEST
+
+/* Going read-only flushes first; a failing flush leaves the node as it
+ * was, still writable. */
+START_TEST(test_reopen_flush_fails)
+{
+    struct fault f = { 0 };
+    struct bdrv_io_hooks hooks;
+    struct bdrv_node *bs = open_hooked(&hooks, &f, "writeback");
+    ck_assert_int_eq(bdrv_pwrite(bs, 0, "a", 1, 0), 0);
+    f.sync_err = EIO;
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_reopen_read_only(bs, true, &err), -EIO);
+    char *want = NULL;
+    ck_assert_int_ge(asprintf(&want, "Could not flush '%s' before reopening read-only: "
+                              "Input/output error", img), 0);
+    ck_assert_str_eq(err->msg, want);
+    free(want);
+    error_free(err);
+    ck_assert(!bdrv_is_read_only(bs));
+    ck_assert_int_ge(bt_write_fds(img), 1);
+    f.sync_err = 0;
+    err = NULL;
+    ck_assert_int_eq(bdrv_reopen_read_only(bs, true, &err), 0);
+    ck_assert_int_eq(bt_write_fds(img), 0);
+    bdrv_unref(bs);
+}
+END_TEST
+
 static Suite *io_suite(void)
 {
     Suite *s = suite_create("block-io");
@@ -494,6 +553,8 @@ static Suite *io_suite(void)
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_fault_injection);
     tcase_add_test(tc, test_writethrough_sync_error);
+    tcase_add_test(tc, test_cache_mode_flushes);
+    tcase_add_test(tc, test_reopen_flush_fails);
     suite_add_tcase(s, tc);
     return s;
 }
