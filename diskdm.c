@@ -169,7 +169,7 @@ static int make_specs(struct dm *dm, const struct dm_config *cfg, struct error *
 }
 
 /* Disk specs -> block backends -> devices on the machine. */
-static int attach_disks(struct dm *dm, struct error **errp)
+static int attach_disks(struct dm *dm, const struct dm_config *cfg, struct error **errp)
 {
     for (size_t i = 0; i < dm->ndisks; i++) {
         const struct disk_spec *spec = &dm->specs[i];
@@ -195,7 +195,7 @@ static int attach_disks(struct dm *dm, struct error **errp)
             ret = machine_attach_disk(dm->machine, spec, dm->blks[i], errp);
         }
         if (ret) {
-            error_prepend(errp, "drive %s", spec->file && *spec->file ? spec->file : "(empty)");
+            error_prepend(errp, "-drive %s", cfg->drives[i]);
             return ret;
         }
         log_info("drive %s attached (%s)", spec->file && *spec->file ? spec->file : "(empty)",
@@ -345,7 +345,7 @@ int main(int argc, char **argv)
     }
     struct machine_config mcfg = { .ram_size = cfg.ram_size };
     dm.machine = machine_new(dm.loop, &mcfg, &err);
-    if (!dm.machine || attach_disks(&dm, &err) || open_transport(&dm, &cfg, &err)) {
+    if (!dm.machine || attach_disks(&dm, &cfg, &err) || open_transport(&dm, &cfg, &err)) {
         goto out;
     }
     if (cfg.domid >= 0 && !(dm.xen = xen_dm_start(dm.loop, dm.machine, cfg.domid, &err))) {
