@@ -2,9 +2,10 @@
  * tests/bench/bench-blk.c — random reads at queue depth 1, either through
  * the block backend's asynchronous API (one request in flight, completion
  * on the event loop) or with plain pread on the same file (the ceiling).
- * Prints one line: "MODE OPS SECONDS IOPS".
+ * Prints one line: "MODE OPS SECONDS IOPS". -S reads sequentially (what
+ * qemu-img bench does) instead of at random offsets.
  *
- * Usage: bench-blk [-m blk|pread] [-c COUNT] [-s SIZE] [-t CACHE] FILE
+ * Usage: bench-blk [-m blk|pread] [-S] [-c COUNT] [-s SIZE] [-t CACHE] FILE
  */
 #include "block/block.h"
 
@@ -16,9 +17,14 @@
 #include <string.h>
 #include <unistd.h>
 
+static bool sequential;
+
 /* xorshift64*: cheap, reproducible offsets. */
 static uint64_t next_rand(uint64_t *s)
 {
+    if (sequential) {
+        return (*s)++;
+    }
     *s ^= *s >> 12;
     *s ^= *s << 25;
     *s ^= *s >> 27;
@@ -67,7 +73,7 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
         return 1;
     }
     struct iovec iov = { buf, size };
-    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    uint64_t seed = sequential ? 0 : 0x9e3779b97f4a7c15ULL;
     struct qd1 q;
     uint64_t t0 = clock_ns();
     for (uint64_t i = 0; i < count; i++) {
@@ -87,7 +93,7 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
         }
     }
     double secs = (clock_ns() - t0) / 1e9;
-    printf("blk %" PRIu64 " %.3f %.0f\n", count, secs, count / secs);
+    printf("blk%s %" PRIu64 " %.3f %.0f\n", sequential ? "-seq" : "", count, secs, count / secs);
     blk_free(blk);
     ev_loop_free(loop);
     free(buf);
@@ -105,7 +111,7 @@ static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nbl
     if (posix_memalign(&buf, 4096, size)) {
         return 1;
     }
-    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    uint64_t seed = sequential ? 0 : 0x9e3779b97f4a7c15ULL;
     uint64_t t0 = clock_ns();
     for (uint64_t i = 0; i < count; i++) {
         uint64_t off = (next_rand(&seed) % nblocks) * size;
@@ -115,7 +121,8 @@ static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nbl
         }
     }
     double secs = (clock_ns() - t0) / 1e9;
-    printf("pread %" PRIu64 " %.3f %.0f\n", count, secs, count / secs);
+    printf("pread%s %" PRIu64 " %.3f %.0f\n", sequential ? "-seq" : "", count, secs,
+           count / secs);
     close(fd);
     free(buf);
     return 0;
@@ -128,8 +135,11 @@ int main(int argc, char **argv)
     uint64_t size = 4096;
     int c;
     log_init("bench-blk", LOG_WARN);
-    while ((c = getopt(argc, argv, "m:c:s:t:")) != -1) {
+    while ((c = getopt(argc, argv, "m:c:s:t:S")) != -1) {
         switch (c) {
+        case 'S':
+            sequential = true;
+            break;
         case 'm':
             mode = optarg;
             break;
@@ -153,7 +163,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: bench-blk [-m blk|pread] [-c COUNT] [-s SIZE] [-t CACHE] FILE\n");
+        fprintf(stderr, "usage: bench-blk [-m blk|pread] [-S] [-c COUNT] [-s SIZE] [-t CACHE] FILE\n");
         return 2;
     }
     const char *file = argv[optind];
