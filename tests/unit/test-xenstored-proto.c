@@ -491,6 +491,31 @@ START_TEST(test_domains)
     ck_assert_uint_eq(m.req_id, 2);
     expect_reply(c, XS_IS_DOMAIN_INTRODUCED, 0, S("3\0"), S("F\0"));
     expect_err(c, XS_RELEASE, 0, S("3\0"), "ENOENT");
+    expect_nothing(c);
+
+    /* Releasing a domain removes the nodes it owns, with watch events. */
+    struct xsd_conn *w = dom0();
+    write_key(c, "/local/domain/4/device/vbd/768/state", "4");
+    write_key(c, "/local/domain/4/name", "four");
+    write_key(c, "/backend/vbd/4/768/mode", "r");
+    expect_ok(c, XS_SET_PERMS, 0, S("/local/domain/4/device\0n4\0"));
+    expect_ok(c, XS_SET_PERMS, 0, S("/local/domain/4/device/vbd\0n4\0"));
+    expect_ok(c, XS_SET_PERMS, 0, S("/backend/vbd/4/768\0n4\0"));
+    expect_ok(w, XS_INTRODUCE, 0, S("4\0001\0001\0"));
+    expect_event(c, "@introduceDomain", "in");
+    expect_ok(w, XS_WATCH, 0, S("/local/domain/4/device/vbd/768/state\0st\0"));
+    expect_event(w, "/local/domain/4/device/vbd/768/state", "st");
+    send_raw(c, XS_RELEASE, 3, 0, S("4\0"));
+    expect_event(c, "@releaseDomain", "out");
+    ck_assert(pop(c, &m));
+    ck_assert_uint_eq(m.type, XS_RELEASE);
+    expect_event(w, "/local/domain/4/device/vbd/768/state", "st");
+    expect_nothing(w);
+    expect_err(c, XS_READ, 0, S("/local/domain/4/device\0"), "ENOENT");
+    expect_err(c, XS_READ, 0, S("/backend/vbd/4/768/mode\0"), "ENOENT");
+    expect_reply(c, XS_READ, 0, S("/local/domain/4/name\0"), S("four"));
+    expect_reply(c, XS_DIRECTORY, 0, S("/local/domain/4\0"), S("name\0"));
+    expect_reply(c, XS_DIRECTORY, 0, S("/backend/vbd/4\0"), "", 0);
     expect_err(c, XS_RELEASE, 0, S("0\0"), "EINVAL");
     expect_err(c, XS_RELEASE, 0, S("x\0"), "EINVAL");
     expect_nothing(c);

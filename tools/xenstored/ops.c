@@ -665,6 +665,53 @@ static int xsd_domain_arg(struct xsd_conn *c, struct xsd_domain ***slot)
     return ENOENT;
 }
 
+struct xsd_owned {
+    uint32_t domid;
+    char **paths;
+    size_t n;
+};
+
+static void xsd_collect_owned(void *opaque, const char *path, void *val)
+{
+    struct xsd_owned *o = opaque;
+    const struct xsd_node *n = val;
+    if (n->perms.p[0].domid == o->domid && strcmp(path, "/") != 0) {
+        o->paths = xsd_realloc(o->paths, (o->n + 1) * sizeof(*o->paths));
+        o->paths[o->n++] = xsd_strdup(path);
+    }
+}
+
+static int xsd_cmp_len(const void *a, const void *b)
+{
+    size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+    return la < lb ? -1 : la > lb;
+}
+
+/* A released domain's nodes go with it (xenstored's default, without
+ * --keep-orphans), each subtree removed from its top with watch events. */
+static void xsd_remove_owned(struct xsd_conn *c, uint32_t domid)
+{
+    struct xsd_view v = { .store = &c->srv->store, .txn = NULL };
+    struct xsd_owned o = { .domid = domid };
+    xsd_map_foreach(&c->srv->store.nodes, xsd_collect_owned, &o);
+    qsort(o.paths, o.n, sizeof(*o.paths), xsd_cmp_len);
+    for (size_t i = 0; i < o.n; i++) {
+        const char *path = o.paths[i];
+        if (xsd_view_get(&v, path)) {
+            char *parent = xsd_path_parent(path);
+            struct xsd_perms pperms;
+            xsd_perms_copy(&pperms, &xsd_view_get(&v, parent)->perms);
+            xsd_delete_tree(c, &v, path, true, &pperms);
+            xsd_perms_clear(&pperms);
+            xsd_node_remove_child(xsd_view_get_mut(&v, parent),
+                                  xsd_path_basename(path));
+            free(parent);
+        }
+        free(o.paths[i]);
+    }
+    free(o.paths);
+}
+
 static int xsd_op_release(struct xsd_conn *c)
 {
     struct xsd_domain **pp;
@@ -673,8 +720,11 @@ static int xsd_op_release(struct xsd_conn *c)
         return err;
     }
     struct xsd_domain *d = *pp;
+    uint32_t domid = d->domid;
     *pp = d->next;
     free(d);
+    c->cur_txn = NULL;      /* this happens outside any transaction */
+    xsd_remove_owned(c, domid);
     xsd_fire(c->srv, NULL, "@releaseDomain", false, NULL, 0);
     xsd_reply_ok(c);
     return 0;
