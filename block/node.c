@@ -29,14 +29,21 @@ const struct bdrv_ops *bdrv_find_driver(const char *name)
     return NULL;
 }
 
+/* The name list is derived from the driver table once per process. */
+static const char *driver_names[ARRAY_SIZE(bdrv_drivers)];
+static pthread_once_t driver_names_once = PTHREAD_ONCE_INIT;
+
+static void fill_driver_names(void)
+{
+    for (size_t i = 0; bdrv_drivers[i]; i++) {
+        driver_names[i] = bdrv_drivers[i]->name;
+    }
+}
+
 const char *const *bdrv_driver_names(void)
 {
-    static const char *names[ARRAY_SIZE(bdrv_drivers)];
-    /* Same contents on every call; filling it twice is harmless. */
-    for (size_t i = 0; bdrv_drivers[i]; i++) {
-        names[i] = bdrv_drivers[i]->name;
-    }
-    return names;
+    pthread_once(&driver_names_once, fill_driver_names);
+    return driver_names;
 }
 
 const char *bdrv_perm_name(unsigned bit)

@@ -17,10 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static bool sequential;
-
-/* xorshift64*: cheap, reproducible offsets. */
-static uint64_t next_rand(uint64_t *s)
+/* Offsets: 0, 1, 2, ... when sequential, else xorshift64* (cheap and
+ * reproducible). */
+static uint64_t next_block(uint64_t *s, bool sequential)
 {
     if (sequential) {
         return (*s)++;
@@ -44,7 +43,7 @@ static void qd1_done(void *opaque, int ret)
 }
 
 static int run_blk(const char *file, const char *cache, uint64_t count, size_t size,
-                   uint64_t nblocks)
+                   uint64_t nblocks, bool sequential)
 {
     struct error *err = NULL;
     struct event_loop *loop = ev_loop_new(&err);
@@ -77,7 +76,7 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
     struct qd1 q;
     uint64_t t0 = clock_ns();
     for (uint64_t i = 0; i < count; i++) {
-        uint64_t off = (next_rand(&seed) % nblocks) * size;
+        uint64_t off = (next_block(&seed, sequential) % nblocks) * size;
         q.done = 0;
         int r = blk_aio_preadv(blk, off, &iov, 1, qd1_done, &q);
         if (r < 0) {
@@ -100,7 +99,8 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
     return 0;
 }
 
-static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nblocks)
+static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nblocks,
+                     bool sequential)
 {
     int fd = open(file, O_RDONLY);
     if (fd < 0) {
@@ -114,7 +114,7 @@ static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nbl
     uint64_t seed = sequential ? 0 : 0x9e3779b97f4a7c15ULL;
     uint64_t t0 = clock_ns();
     for (uint64_t i = 0; i < count; i++) {
-        uint64_t off = (next_rand(&seed) % nblocks) * size;
+        uint64_t off = (next_block(&seed, sequential) % nblocks) * size;
         if (pread(fd, buf, size, off) != (ssize_t)size) {
             perror("bench-blk: pread");
             return 1;
@@ -133,6 +133,7 @@ int main(int argc, char **argv)
     const char *mode = "blk", *cache = "writeback";
     uint64_t count = 100000;
     uint64_t size = 4096;
+    bool sequential = false;
     int c;
     log_init("bench-blk", LOG_WARN);
     while ((c = getopt(argc, argv, "m:c:s:t:S")) != -1) {
@@ -180,10 +181,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!strcmp(mode, "blk")) {
-        return run_blk(file, cache, count, size, nblocks);
+        return run_blk(file, cache, count, size, nblocks, sequential);
     }
     if (!strcmp(mode, "pread")) {
-        return run_pread(file, count, size, nblocks);
+        return run_pread(file, count, size, nblocks, sequential);
     }
     fprintf(stderr, "bench-blk: unknown mode '%s'\n", mode);
     return 2;
