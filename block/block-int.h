@@ -276,7 +276,7 @@ struct bdrv_node {
     struct bdrv_node_stats stats;
 };
 
-/* The driver table (block/drivers.c), NULL-terminated. */
+/* The driver table (block/node.c), NULL-terminated: add new drivers there. */
 extern const struct bdrv_ops *const bdrv_drivers[];
 const struct bdrv_ops *bdrv_find_driver(const char *name);
 
