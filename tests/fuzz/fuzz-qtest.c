@@ -1,0 +1,131 @@
+/*
+ * tests/fuzz/fuzz-qtest.c — random qtest command streams against a fresh
+ * machine with an IDE disk, an ATAPI CD-ROM and (from the first input byte)
+ * a read-only or writable disk: the transport and every device behind it
+ * must answer without crashing, hanging or touching memory outside RAM.
+ */
+#include "hw/hw.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* libFuzzer keeps one process for many inputs: the images and the null
+ * output are made once. */
+struct fuzz_env {
+    char dir[64];
+    char hd[96], cd[96];
+    int null_fd;
+};
+
+static struct fuzz_env *env_get(void)
+{
+    static struct fuzz_env env;
+    static bool ready;
+    if (ready) {
+        return &env;
+    }
+    strcpy(env.dir, "/tmp/fuzz-qtest.XXXXXX");
+    if (!mkdtemp(env.dir)) {
+        abort();
+    }
+    snprintf(env.hd, sizeof(env.hd), "%s/hd.img", env.dir);
+    snprintf(env.cd, sizeof(env.cd), "%s/cd.img", env.dir);
+    const char *files[] = { env.hd, env.cd };
+    for (int i = 0; i < 2; i++) {
+        int fd = open(files[i], O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || ftruncate(fd, 1 << 20) < 0) {
+            abort();
+        }
+        close(fd);
+    }
+    env.null_fd = open("/dev/null", O_WRONLY);
+    if (env.null_fd < 0) {
+        abort();
+    }
+    ready = true;
+    return &env;
+}
+
+static struct blk_backend *attach(struct event_loop *loop, struct machine *m,
+                                  const char *drive)
+{
+    struct error *err = NULL;
+    struct disk_spec spec;
+    struct bdrv_open_opts o;
+    struct blk_backend *blk = NULL;
+    struct blk_config bc = { 0 };
+    if (disk_spec_parse_drive(drive, &spec, &err) || disk_spec_resolve(&spec, &err)) {
+        abort();
+    }
+    bdrv_open_opts_init(&o);
+    if (spec.file && *spec.file) {
+        if (bdrv_open_opts_from_spec(&spec, &o, &err)) {
+            abort();
+        }
+        blk = blk_open(loop, &o, &bc, &err);
+    } else {
+        blk = blk_new(loop, NULL, &bc);
+    }
+    if (!blk || machine_attach_disk(m, &spec, blk, &err)) {
+        abort();
+    }
+    bdrv_open_opts_free(&o);
+    disk_spec_free(&spec);
+    return blk;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_env *env = env_get();
+    struct error *err = NULL;
+    char drive[256];
+    struct blk_backend *blks[3];
+
+    struct event_loop *loop = ev_loop_new(&err);
+    struct machine_config cfg = { .ram_size = 2 << 20 };
+    struct machine *m = loop ? machine_new(loop, &cfg, &err) : NULL;
+    if (!m) {
+        abort();
+    }
+    bool ro = size && (data[0] & 1);
+    snprintf(drive, sizeof(drive), "file=%s,format=raw,if=ide,index=0%s", env->hd,
+             ro ? ",readonly=on" : "");
+    blks[0] = attach(loop, m, drive);
+    snprintf(drive, sizeof(drive), "file=%s,format=raw,if=ide,index=2,media=cdrom", env->cd);
+    blks[1] = attach(loop, m, drive);
+    blks[2] = attach(loop, m, "if=ide,index=3,media=cdrom");
+    struct qtest_server *qs = qtest_server_new(m, loop, -1, env->null_fd, NULL, NULL, &err);
+    if (!qs) {
+        abort();
+    }
+    qtest_handle_line(qs, "irq_intercept_in ioapic");
+
+    /* one request per input line; completions run between requests */
+    char *text = malloc(size + 1);
+    memcpy(text, data, size);
+    text[size] = 0;
+    for (char *line = text, *next; line; line = next) {
+        char *nl = memchr(line, '\n', size - (line - text));
+        next = nl ? nl + 1 : NULL;
+        if (nl) {
+            *nl = 0;
+        }
+        qtest_handle_line(qs, line);
+        ev_run_once(loop, 0);
+        if (!next || next >= text + size) {
+            break;
+        }
+    }
+    free(text);
+
+    qtest_server_free(qs);
+    machine_free(m);
+    for (int i = 0; i < 3; i++) {
+        blk_free(blks[i]);
+    }
+    ev_loop_free(loop);
+    return 0;
+}
