@@ -67,3 +67,15 @@ expect_fail() {
 same_lines() {
     diff -u "$1" "$2" >&2 || fail "output differs from the expected lines"
 }
+
+# no_sanitizer_reports: the device models' logs in $T (written by the time
+# diskdm-xl destroy returns) carry no ASan/UBSan/LSan report.
+no_sanitizer_reports() {
+    for _l in "$T"/*.log "$T"/*.err; do
+        [ -e "$_l" ] || continue
+        if grep -q -e 'Sanitizer' -e 'runtime error' "$_l"; then
+            cat "$_l" >&2
+            fail "sanitizer report in $_l"
+        fi
+    done
+}

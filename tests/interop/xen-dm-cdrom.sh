@@ -71,3 +71,4 @@ xs_is $BE/5632/params "aio:$T/two.iso"
 xs_is $BE/5632/info 7
 $XL destroy 1
 ok "CD-ROM media"
+no_sanitizer_reports

@@ -78,3 +78,4 @@ xs_is $BE/768/info 0
 xs_is $BE/832/info 4
 $XL destroy 1
 ok "dynamic mode changes"
+no_sanitizer_reports

@@ -102,3 +102,4 @@ grep -e '/[bcdef]\.img$' "$T/sums" | sha256sum -c --quiet - || fail "a read-only
 $XL destroy 1
 $XL destroy 2
 ok "images unchanged"
+no_sanitizer_reports

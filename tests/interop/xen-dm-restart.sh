@@ -72,3 +72,4 @@ set -e
 [ $rc = 1 ] || fail "diskdm without xenstore exited $rc"
 grep -q "cannot connect to xenstore at $T/nothing.sock" "$T/dm4.err" || fail "stderr: $(cat "$T/dm4.err")"
 ok "no xenstore"
+no_sanitizer_reports

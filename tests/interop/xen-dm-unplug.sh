@@ -88,3 +88,4 @@ xs_absent /local/domain/0/backend/vbd/2/832/hotplug-error
 $XL destroy 2
 $XL destroy 3
 ok "frontend/backend mismatches"
+no_sanitizer_reports

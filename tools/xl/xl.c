@@ -682,8 +682,10 @@ static void find_dev(struct xl_ctx *c, int domid, const char *name, struct xl_de
         die("Invalid or unsupported virtual disk identifier %s", name);
     d->fe_path = xen_frontend_path(domid, d->devid);
     d->be_path = xread(c, "%s/backend", d->fe_path);
-    if (!d->be_path)
+    if (!d->be_path) {
+        free(d->fe_path);
         die("device %s is not attached to domain %d", name, domid);
+    }
     d->vdev = xread(c, "%s/dev", d->be_path);
     if (!d->vdev)
         d->vdev = strdup(name);
@@ -742,6 +744,7 @@ static int cmd_block_attach(struct xl_ctx *c, int argc, char **argv)
 {
     struct write_vbd_args w;
     struct xl_vbd v;
+    bool exists;
     char *fe;
     int domid, ret;
 
@@ -752,7 +755,9 @@ static int cmd_block_attach(struct xl_ctx *c, int argc, char **argv)
     if (!domain_exists(c, domid))
         die("domain %d does not exist", domid);
     fe = xread(c, "%s/backend", v.fe_path);
-    if (fe)
+    exists = fe != NULL;
+    free(fe);
+    if (exists)
         die("device %s (%d) is already attached to domain %d", v.disk.vdev,
             v.devid, domid);
     w.v = &v;
