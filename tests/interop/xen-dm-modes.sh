@@ -97,6 +97,27 @@ xs_is $BE2/832/hotplug-error "unrecognised mode '' (expected r, w or w!); a disk
 xs_is $BE2/5632/hotplug-error "unrecognised mode 'W' (expected r, w or w!); a disk is never writable by default"
 ok "domain 2: w!, empty, W, r"
 
+# Locking: a second writer is refused unless its mode is w!, and the
+# refusal fails the domain's start with the block layer's message.
+dd if=/dev/zero of="$T/lock.img" bs=1M count=1 status=none
+$XL create --domid 3 --disk "$T/lock.img,,hda,w" --dm-log "$T/dm3.log"
+expect_fail 1 "diskdm-xl: device model for domain 4 failed: domain 4: hda: Failed to get \"write\" lock
+Is another process using the image [$T/lock.img]?" $XL create --domid 4 --disk "$T/lock.img,,hda,w"
+xs_absent /local/domain/4/domid
+$XL create --domid 5 --no-start --disk "$T/lock.img,,hda,w"
+xenstore-write /local/domain/0/backend/vbd/5/768/mode 'w!'
+$DISKDM --domid 5 > "$T/dm5.log" 2>&1 &
+xenstore-write /local/domain/5/image/device-model-pid $!
+i=0
+until [ "$(xenstore-read /local/domain/0/device-model/5/state 2>/dev/null)" = running ]; do
+    i=$((i + 1)); [ $i -lt 600 ] || fail "domain 5 did not start: $(cat "$T/dm5.log")"
+    sleep 0.05
+done
+xs_is /local/domain/0/backend/vbd/5/768/hotplug-status connected
+$XL destroy 3
+$XL destroy 5
+ok "w! skips the lock another writer holds"
+
 # No image behind a refused or read-only disk changed.
 grep -e '/[bcdef]\.img$' "$T/sums" | sha256sum -c --quiet - || fail "a read-only or refused image changed"
 $XL destroy 1
