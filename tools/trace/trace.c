@@ -1266,7 +1266,9 @@ static int expected_parse(const char *path, char *text, struct entry_list *l)
                     l->v[i].line, l->v[i].text);
             return -EINVAL;
         }
-        qsort(l->v[i].irqs, l->v[i].nirqs, sizeof(char *), cmp_str);
+        if (l->v[i].nirqs > 1) {
+            qsort(l->v[i].irqs, l->v[i].nirqs, sizeof(char *), cmp_str);
+        }
     }
     return 0;
 }
@@ -1460,7 +1462,9 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < r.got.n; i++) {
-        qsort(r.got.v[i].irqs, r.got.v[i].nirqs, sizeof(char *), cmp_str);
+        if (r.got.v[i].nirqs > 1) {
+            qsort(r.got.v[i].irqs, r.got.v[i].nirqs, sizeof(char *), cmp_str);
+        }
     }
     if (record) {
         status = expected_write(expected_path, &t, &r.got) ? 1 : 0;
