@@ -440,6 +440,7 @@ int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
     uint8_t *cbuf = NULL;
     int ret = 0;
 
+    pthread_rwlock_rdlock(&s->io_lock);
     while (done < bytes) {
         uint64_t cur = offset + done, n, l2e;
         enum qcow2_ctype type;
@@ -482,12 +483,28 @@ int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
         }
         done += n;
     }
+    pthread_rwlock_unlock(&s->io_lock);
     free(cbuf);
     return ret;
 }
 
+static int preadv_nowait_locked(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                                const struct iovec *iov, int iovcnt);
+
 int qcow2_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                         const struct iovec *iov, int iovcnt)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (pthread_rwlock_tryrdlock(&s->io_lock) != 0) {
+        return -EAGAIN;
+    }
+    int ret = preadv_nowait_locked(bs, offset, bytes, iov, iovcnt);
+    pthread_rwlock_unlock(&s->io_lock);
+    return ret;
+}
+
+static int preadv_nowait_locked(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                                const struct iovec *iov, int iovcnt)
 {
     struct qcow2_state *s = bs->opaque;
     uint64_t done = 0;
@@ -752,11 +769,44 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     if (ret < 0) {
         return ret;
     }
-    /* ... and only then the old cluster's reference goes. */
-    if (!reuse) {
-        return free_l2e(s, l2e);
+    /* ... and only then the old cluster's reference goes (later: a read
+     * holding io_lock shared may still be using it). */
+    if (!reuse && (type == QCOW2_C_NORMAL || type == QCOW2_C_COMPRESSED ||
+                   type == QCOW2_C_ZERO_ALLOC)) {
+        if (s->nb_pending == s->cap_pending) {
+            unsigned cap = s->cap_pending ? s->cap_pending * 2 : 64;
+            uint64_t *p = realloc(s->pending, cap * sizeof(*p));
+            if (!p) {
+                return 0;   /* leaked, not lost: refcount stays too high */
+            }
+            s->pending = p;
+            s->cap_pending = cap;
+        }
+        s->pending[s->nb_pending++] = l2e;
     }
     return 0;
+}
+
+void qcow2_reclaim(struct qcow2_state *s)
+{
+    for (unsigned i = 0; i < s->nb_pending; i++) {
+        if (free_l2e(s, s->pending[i]) < 0) {
+            break;      /* the rest stay allocated: leaks */
+        }
+    }
+    s->nb_pending = 0;
+}
+
+/* Free pending clusters if nothing else is using io_lock right now. */
+static void try_reclaim(struct bdrv_node *bs)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (pthread_rwlock_trywrlock(&s->io_lock) == 0) {
+        pthread_mutex_lock(&bs->lock);
+        qcow2_reclaim(s);
+        pthread_mutex_unlock(&bs->lock);
+        pthread_rwlock_unlock(&s->io_lock);
+    }
 }
 
 int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
@@ -782,6 +832,7 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
             return ret;
         }
     }
+    pthread_rwlock_rdlock(&s->io_lock);
     while (done < bytes) {
         uint64_t cur = offset + done, n, l2e;
         enum qcow2_ctype type;
@@ -805,9 +856,16 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
             pthread_mutex_unlock(&bs->lock);
         }
         if (ret < 0) {
-            return ret;
+            break;
         }
         done += n;
+    }
+    pthread_rwlock_unlock(&s->io_lock);
+    if (__atomic_load_n(&s->nb_pending, __ATOMIC_RELAXED) >= 64) {
+        try_reclaim(bs);
+    }
+    if (ret < 0) {
+        return ret;
     }
     if (flags & BDRV_REQ_FUA) {
         ret = bdrv_flush(s->file);
@@ -918,9 +976,12 @@ int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
         ret = write_zero_buffers(bs, b, end);
     }
     if (ret == 0 && a < b) {
+        pthread_rwlock_wrlock(&s->io_lock);
         pthread_mutex_lock(&bs->lock);
+        qcow2_reclaim(s);
         ret = change_clusters(bs, a, b - a, CHANGE_ZERO, flags & BDRV_REQ_MAY_UNMAP);
         pthread_mutex_unlock(&bs->lock);
+        pthread_rwlock_unlock(&s->io_lock);
     }
     if (ret == 0 && (flags & BDRV_REQ_FUA)) {
         ret = bdrv_flush(s->file);
@@ -937,9 +998,12 @@ int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes)
     if (a >= b) {
         return 0;       /* advisory: partial clusters stay */
     }
+    pthread_rwlock_wrlock(&s->io_lock);
     pthread_mutex_lock(&bs->lock);
+    qcow2_reclaim(s);
     int ret = change_clusters(bs, a, b - a, CHANGE_DISCARD, true);
     pthread_mutex_unlock(&bs->lock);
+    pthread_rwlock_unlock(&s->io_lock);
     return ret;
 }
 
@@ -979,8 +1043,11 @@ int qcow2_co_block_status(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
 int qcow2_make_empty(struct bdrv_node *bs)
 {
     struct qcow2_state *s = bs->opaque;
+    pthread_rwlock_wrlock(&s->io_lock);
     pthread_mutex_lock(&bs->lock);
+    qcow2_reclaim(s);
     int ret = change_clusters(bs, 0, qcow2_align_up(s, s->size), CHANGE_EMPTY, true);
     pthread_mutex_unlock(&bs->lock);
+    pthread_rwlock_unlock(&s->io_lock);
     return ret ? ret : bdrv_flush(s->file);
 }

@@ -89,6 +89,26 @@ static void free_state(struct qcow2_state *s)
     s->zero_cluster = NULL;
     qcow2_cache_free(&s->l2_cache);
     qcow2_cache_free(&s->rb_cache);
+    free(s->pending);
+    s->pending = NULL;
+    s->nb_pending = s->cap_pending = 0;
+    if (s->io_lock_ready) {
+        pthread_rwlock_destroy(&s->io_lock);
+        s->io_lock_ready = false;
+    }
+}
+
+/* Free deferred clusters and give back the pool; no I/O in flight. */
+static void release_space(struct bdrv_node *bs)
+{
+    struct qcow2_state *s = bs->opaque;
+    pthread_rwlock_wrlock(&s->io_lock);
+    pthread_mutex_lock(&bs->lock);
+    qcow2_reclaim(s);
+    qcow2_pool_release(s);
+    pthread_mutex_unlock(&bs->lock);
+    pthread_rwlock_unlock(&s->io_lock);
+    bdrv_flush(s->file);
 }
 
 /* Extensions from `start` to the end marker inside cluster 0. */
@@ -301,6 +321,13 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     int ret;
 
     s->bs = bs;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Discard must not starve behind a steady stream of reads. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->io_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    s->io_lock_ready = true;
     ret = bdrv_open_child(bs, BDRV_CHILD_FILE, bs->opts.file, NULL, errp);
     if (ret < 0) {
         return ret;
@@ -547,10 +574,7 @@ static void qcow2_close(struct bdrv_node *bs)
 {
     struct qcow2_state *s = bs->opaque;
     if (s->writable) {
-        pthread_mutex_lock(&bs->lock);
-        qcow2_pool_release(s);
-        pthread_mutex_unlock(&bs->lock);
-        bdrv_flush(s->file);
+        release_space(bs);
     }
     free_state(s);
 }
@@ -576,10 +600,7 @@ static int qcow2_reopen_prepare(struct bdrv_reopen_state *rs, struct error **err
     if (rs->read_only && s->writable) {
         /* Hand reserved clusters back while the file is still writable;
          * harmless if the reopen is then aborted. */
-        pthread_mutex_lock(&rs->bs->lock);
-        qcow2_pool_release(s);
-        pthread_mutex_unlock(&rs->bs->lock);
-        bdrv_flush(s->file);
+        release_space(rs->bs);
     }
     return 0;
 }

@@ -157,6 +157,21 @@ struct qcow2_state {
     uint32_t *check_refs;
     uint64_t check_nb;
 
+    /*
+     * Data I/O on allocated clusters runs outside bs->lock but holds
+     * io_lock shared, from the mapping lookup to the end of the transfer;
+     * whatever makes a cluster free (discard, write-zeroes, emptying)
+     * holds it exclusive. So a cluster is never freed, and reallocated
+     * elsewhere, under a transfer still using it. Copy-on-write replaces
+     * a cluster while holding it shared, so its old cluster goes on the
+     * `pending` list and is freed later under the exclusive lock (a crash
+     * meanwhile only leaks it). Order: io_lock before bs->lock.
+     */
+    pthread_rwlock_t io_lock;
+    bool io_lock_ready;
+    uint64_t *pending;              /* L2 entries whose clusters to free */
+    unsigned nb_pending, cap_pending;
+
     uint8_t *zero_cluster;          /* one cluster of zeroes, read-only use */
     uint8_t *cow_buf;               /* one cluster, used under the lock */
     bool writable;                  /* opened read-write and header clean */
@@ -228,6 +243,8 @@ int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset,
                            uint64_t bytes, unsigned flags);
 int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes);
 int qcow2_make_empty(struct bdrv_node *bs);
+/* Free the pending clusters; caller holds io_lock exclusive and bs->lock. */
+void qcow2_reclaim(struct qcow2_state *s);
 int qcow2_co_block_status(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                           uint64_t *pnum, uint64_t *map, struct bdrv_node **file);
 /* Decode an L2 entry. */
