@@ -299,6 +299,13 @@ out:
     return ret;
 }
 
+/*
+ * Trust: the frontend directory belongs to the guest (n<domid>), the backend
+ * to dom0. So everything that decides access — mode, params, dev, format,
+ * specification — is read from the backend, and the frontend is believed
+ * only when the backend points back at it. The frontend's device-type is a
+ * fallback that can only make a disk a (read-only) CD-ROM.
+ */
 int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
                       struct xen_disk_cfg *d, struct error **errp)
 {
