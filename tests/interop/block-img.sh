@@ -40,6 +40,8 @@ for k in ("filename", "format", "virtual-size", "actual-size", "dirty-flag"):
     assert o.get(k) == t.get(k), (k, o.get(k), t.get(k))
 assert set(o) == set(t), (sorted(o), sorted(t))
 PY
+    # For raw images the text is the same too, layout included.
+    diff -u theirs.json ours.json || fail "info JSON text differs for $f"
 done
 # Probed format (no -f) is the same answer for a raw image.
 "$IMG" info b.raw > ours.txt

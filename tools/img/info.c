@@ -40,6 +40,24 @@ static void print_human(const struct bdrv_info *in)
     }
 }
 
+/* qemu-img's layout: four-space indents, "key": value, one per line. */
+static void print_json_value(struct json_object *v, int depth)
+{
+    if (json_object_get_type(v) != json_type_object) {
+        fputs(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+                                             JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
+        return;
+    }
+    bool first = true;
+    printf("{");
+    json_object_object_foreach(v, key, val) {
+        printf("%s\n%*s\"%s\": ", first ? "" : ",", (depth + 1) * 4, "", key);
+        print_json_value(val, depth + 1);
+        first = false;
+    }
+    printf("\n%*s}", depth * 4, "");
+}
+
 static int print_json(const struct bdrv_info *in)
 {
     struct json_object *o = json_object_new_object();
@@ -72,9 +90,8 @@ static int print_json(const struct bdrv_info *in)
         }
     }
     json_object_object_add(o, "dirty-flag", json_object_new_boolean(in->dirty));
-    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                   JSON_C_TO_STRING_SPACED |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+    print_json_value(o, 0);
+    printf("\n");
     json_object_put(o);
     return 0;
 }
