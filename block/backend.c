@@ -246,6 +246,13 @@ static void req_complete(struct blk_req *req)
     int ret = req->ret;
     blk->inflight--;
 
+    /* A write refused because the node turned read-only while it waited
+     * (held by "stop", then resumed) is a refusal, not an I/O error: no
+     * policy applies, and it is never held again. */
+    if (ret == -EPERM && req->type != REQ_READ && req->type != REQ_FLUSH &&
+        blk->root && bdrv_is_read_only(blk->root)) {
+        req->rejected = true;
+    }
     if (ret < 0 && !req->rejected) {
         enum error_action act = req->type == REQ_READ ? blk->cfg.rerror : blk->cfg.werror;
         if (act == ERROR_ACTION_STOP || (act == ERROR_ACTION_ENOSPC && ret == -ENOSPC)) {

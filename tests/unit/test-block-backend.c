@@ -314,6 +314,34 @@ START_TEST(test_policy_stop_resume)
 }
 END_TEST
 
+/* Stopped on a write error, then made read-only: resuming refuses the
+ * held write with -EPERM instead of stopping again. */
+START_TEST(test_policy_stop_then_read_only)
+{
+    struct fault f = { 0, EIO };
+    struct bdrv_io_hooks hooks = { .preadv = f_preadv, .pwritev = f_pwritev, .opaque = &f };
+    struct blk_config cfg = { .werror = ERROR_ACTION_STOP };
+    struct blk_backend *blk = open_blk("driver=raw,file.filename=%s", &cfg, &hooks);
+    uint8_t buf[512] = { 0 };
+    struct iovec iov = { buf, sizeof(buf) };
+    struct done w = { 0 };
+    ck_assert_int_eq(blk_aio_pwritev(blk, 0, &iov, 1, 0, done_cb, &w), 0);
+    blk_drain(blk);
+    ck_assert(blk_is_stopped(blk));
+    struct error *err = NULL;
+    ck_assert_int_eq(blk_set_read_only(blk, true, &err), 0);
+    blk_resume(blk);
+    blk_drain(blk);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.ret, -EPERM);
+    ck_assert(!blk_is_stopped(blk));
+    struct blk_stats st;
+    blk_get_stats(blk, &st);
+    ck_assert_uint_eq(st.rejected_writes, 1);
+    blk_free(blk);
+}
+END_TEST
+
 START_TEST(test_policy_enospc)
 {
     struct fault f = { 0, ENOSPC };
@@ -504,6 +532,7 @@ static Suite *backend_suite(void)
     tcase_add_test(tc, test_policy_report_ignore);
     tcase_add_test(tc, test_policy_stop_resume);
     tcase_add_test(tc, test_policy_enospc);
+    tcase_add_test(tc, test_policy_stop_then_read_only);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("read-only");
