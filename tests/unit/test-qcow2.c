@@ -822,6 +822,7 @@ START_TEST(test_commit_refused)
     ck_assert(bt_unchanged(bp, &b0));
     /* Unwritable base file (mode 0444, unprivileged user). */
     ck_assert_int_eq(sh("chmod 0444 base.qcow2 && chmod 0666 top.qcow2"), 0);
+    free(b0.data);
     bt_snap(bp, &b0);
     bt_snap(tp, &t0);
     char *s = NULL;
