@@ -77,6 +77,13 @@ static void fuzz_check_node(void *opaque, const char *path, void *val)
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+const char *__ubsan_default_options(void);
+
+/* Undefined behaviour is a finding too: stop at the first report. */
+const char *__ubsan_default_options(void)
+{
+    return "halt_on_error=1:print_stacktrace=1";
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

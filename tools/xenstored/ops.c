@@ -694,7 +694,9 @@ static void xsd_remove_owned(struct xsd_conn *c, uint32_t domid)
     struct xsd_view v = { .store = &c->srv->store, .txn = NULL };
     struct xsd_owned o = { .domid = domid };
     xsd_map_foreach(&c->srv->store.nodes, xsd_collect_owned, &o);
-    qsort(o.paths, o.n, sizeof(*o.paths), xsd_cmp_len);
+    if (o.n > 1) {
+        qsort(o.paths, o.n, sizeof(*o.paths), xsd_cmp_len);
+    }
     for (size_t i = 0; i < o.n; i++) {
         const char *path = o.paths[i];
         if (xsd_view_get(&v, path)) {
