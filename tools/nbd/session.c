@@ -63,9 +63,8 @@ void nbd_session_free(struct nbd_session *s)
     if (!s) {
         return;
     }
-    s->freed = true;
     s->state = NBD_ST_DEAD;
-    s->in_callback = true;
+    s->in_callback = true;      /* no notifications while tearing down */
     out_drop_all(s);
     free(s->opt_buf);
     s->opt_buf = NULL;
@@ -74,6 +73,7 @@ void nbd_session_free(struct nbd_session *s)
         s->cur = NULL;
         nbd_req_unref(r);
     }
+    s->freed = true;
     if (s->inflight == 0) {
         session_destroy(s);
     }
