@@ -109,6 +109,7 @@ struct xen_xl_disk {
     const char *format;     /* "raw", "qcow", "qcow2", "vhd", "qed", "empty" */
     const char *backendtype;/* "phy", "tap", "qdisk", "standalone"; NULL = choose */
     enum xen_xl_spec specification;
+    int discard_enable;     /* discard / no-discard flags: 1 / 0; -1 unsaid */
     bool readwrite;
     bool is_cdrom;
     bool removable;

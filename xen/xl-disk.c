@@ -315,8 +315,9 @@ static void parse_part(struct xl_parse *xp, const char *part)
                 break;
         } else if (!strcmp(tok, "cdrom")) {
             xp->disk->is_cdrom = true;
-        } else if (!strcmp(tok, "direct-io-safe") || !strcmp(tok, "discard") ||
-                   !strcmp(tok, "no-discard") || !strcmp(tok, "colo") ||
+        } else if (!strcmp(tok, "discard") || !strcmp(tok, "no-discard")) {
+            xp->disk->discard_enable = !strcmp(tok, "discard");
+        } else if (!strcmp(tok, "direct-io-safe") || !strcmp(tok, "colo") ||
                    !strcmp(tok, "no-colo") || !strcmp(tok, "trusted") ||
                    !strcmp(tok, "untrusted")) {
             /* flags with no meaning for an emulated disk */
@@ -334,6 +335,7 @@ int xen_xl_disk_parse(const char *const *parts, int nparts, const char *source,
 
     memset(disk, 0, sizeof(*disk));
     disk->readwrite = true;
+    disk->discard_enable = -1;
     for (int i = 0; i < nparts && !xp.err; i++)
         parse_part(&xp, parts[i]);
     if (!xp.err) {

@@ -309,7 +309,7 @@ out:
 int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
                       struct xen_disk_cfg *d, struct error **errp)
 {
-    char *devtype = NULL, *spec_name = NULL, *fmt_key = NULL;
+    char *devtype = NULL, *spec_name = NULL, *fmt_key = NULL, *discard = NULL;
     char *format = NULL, *path = NULL;
     struct error *perr = NULL;
     enum disk_access access;
@@ -343,7 +343,8 @@ int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
         (ret = read_key(xs, d->be_path, "params", &d->params, errp)) < 0 ||
         (ret = read_key(xs, d->be_path, "device-type", &devtype, errp)) < 0 ||
         (ret = read_key(xs, d->be_path, "specification", &spec_name, errp)) < 0 ||
-        (ret = read_key(xs, d->be_path, "format", &fmt_key, errp)) < 0)
+        (ret = read_key(xs, d->be_path, "format", &fmt_key, errp)) < 0 ||
+        (ret = read_key(xs, d->be_path, "discard-enable", &discard, errp)) < 0)
         goto out;
     if (!devtype && (ret = read_key(xs, d->fe_path, "device-type", &devtype, errp)) < 0)
         goto out;
@@ -423,6 +424,9 @@ int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
     path = NULL;
     d->spec.format = format;
     format = NULL;
+    /* libxl's discard-enable: guest discards reach the image */
+    if (discard && !strcmp(discard, "1"))
+        d->spec.discard = DISCARD_UNMAP;
     if (asprintf(&d->spec.id, "vbd%d", d->devid) < 0)
         abort();
     if (disk_spec_resolve(&d->spec, &perr) < 0) {
@@ -433,6 +437,7 @@ out:
     free(devtype);
     free(spec_name);
     free(fmt_key);
+    free(discard);
     free(format);
     free(path);
     return ret;

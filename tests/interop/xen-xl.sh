@@ -10,7 +10,7 @@ start_xenstored --domain-socket "1:$T/dom1.sock" --domain-socket "2:$T/dom2.sock
 
 $XL create --domid 1 --no-start --disk "$T/a.img,raw,hda,rw" \
     --disk "format=raw, vdev=hdb, access=ro, target=$T/b.img" \
-    --disk ",,hdc,cdrom" --disk "$T/a.img,qcow2,vda,w"
+    --disk ",,hdc,cdrom" --disk "$T/a.img,qcow2,vda,w,discard"
 BE=/local/domain/0/backend
 FE=/local/domain/1/device/vbd
 xs_is $FE/768/backend $BE/vbd/1/768
@@ -39,6 +39,8 @@ xs_is $BE/qdisk/1/5632/removable 1
 xs_is $FE/65024/backend $BE/qdisk/1/65024
 xs_is $BE/qdisk/1/65024/params "qcow2:$T/a.img"
 xs_is $BE/qdisk/1/65024/type qdisk
+xs_is $BE/qdisk/1/65024/discard-enable 1
+xs_absent $BE/vbd/1/768/discard-enable
 ok "layout"
 
 # Permissions as libxl sets them: frontend n<domid> r0, backend n0 r<domid>

@@ -194,6 +194,16 @@ START_TEST(xl_other_forms)
     ck_assert_int_eq(d.specification, XEN_XL_SPEC_VIRTIO);
     xen_xl_disk_free(&d);
 
+    d = parse_ok("/x,,hda,discard");
+    ck_assert_int_eq(d.discard_enable, 1);
+    xen_xl_disk_free(&d);
+    d = parse_ok("/x,,hda,no-discard");
+    ck_assert_int_eq(d.discard_enable, 0);
+    xen_xl_disk_free(&d);
+    d = parse_ok("/x,,hda");
+    ck_assert_int_eq(d.discard_enable, -1);
+    xen_xl_disk_free(&d);
+
     d = parse_ok("vdev=hda,target=/a,b,c,");
     ck_assert_str_eq(d.target, "/a,b,c");
     xen_xl_disk_free(&d);

@@ -344,6 +344,8 @@ static bool write_vbd(struct xl_ctx *c, xs_transaction_t t, void *opaque)
           xwrite_t(c, t, v->be_path, "specification",
                    d->specification == XEN_XL_SPEC_VIRTIO ? "virtio" : "xen")) &&
          (!d->script || xwrite_t(c, t, v->be_path, "script", d->script)) &&
+         (d->discard_enable < 0 ||
+          xwrite_t(c, t, v->be_path, "discard-enable", d->discard_enable ? "1" : "0")) &&
          xwrite_t(c, t, v->fe_path, "backend", v->be_path) &&
          xwrite_t(c, t, v->fe_path, "backend-id", "0") &&
          xwrite_t(c, t, v->fe_path, "virtual-device", devid_s) &&

@@ -1,0 +1,32 @@
+#!/bin/sh
+# The IDE and ATAPI guest I/O traces (tests/traces), replayed by
+# diskdm-trace against `diskdm --domid N` whose disks come from xenstore
+# (written by diskdm-xl; readonly=on becomes mode=r) instead of -drive:
+# every reply must match the same expected file, so a disk from xenstore
+# behaves exactly like the same disk from the command line, read-only
+# included.
+. "$SRCDIR/tests/interop/lib.sh"
+. "$SRCDIR/tests/interop/_xen-lib.sh"
+[ -x "$DISKDM" ] || fail "$DISKDM is not built"
+[ -x "$BUILD/diskdm-trace" ] || fail "$BUILD/diskdm-trace is not built"
+start_xenstored
+export XL DISKDM
+n=0 domid=0
+for tr in "$SRCDIR"/tests/traces/*.trace; do
+    # only traces whose disks are all IDE/ATAPI
+    grep -q '^!disk' "$tr" || continue
+    if grep '^!disk' "$tr" | grep -qv 'if=ide'; then continue; fi
+    domid=$((domid + 1))
+    name=$(basename "$tr" .trace)
+    if ! XEN_TRACE_DOMID=$domid "$BUILD/diskdm-trace" "$tr" -- \
+            sh "$SRCDIR/tests/interop/_xen-trace-dm.sh" -qtest stdio > "$T/$name.out" 2>&1; then
+        cat "$T/$name.out" >&2
+        fail "trace $name differs with disks from xenstore"
+    fi
+    [ "$(xenstore-read /local/domain/0/device-model/$domid/state)" = running ] ||
+        fail "$name: domain $domid did not run"
+    $XL destroy $domid
+    n=$((n + 1))
+done
+[ $n -gt 10 ] || fail "only $n traces ran"
+ok "$n traces match with disks from xenstore"
