@@ -49,6 +49,16 @@ ide-write hda 48 0x66
 sh $XL block-set-mode 1 hda w
 ide-write hda 49 0x66
 image-check $T/a.img 48 2 0x66
+# r -> w refused while another domain reads the image: the disk stays
+# read-only and the reason is reported
+sh $XL create --domid 2 --disk $T/b.img,,hda,r --dm-log $T/dm2.log
+sh! $XL block-set-mode 1 hdb w 2> $T/setmode.err
+sh grep -q "^diskdm-xl: block-set-mode hdb w: mode change to w failed: Failed to get \"write\" lock" $T/setmode.err
+fd-mode 1 $T/b.img
+ide-write hdb 2 0x88
+sh $XL destroy 2
+sh $XL block-set-mode 1 hdb w
+ide-write hdb 2 0x88
 EOS
 cat > "$T/want" <<EOS
 write to hdb: rejected by the disk (status 0x41, error ABRT)
@@ -71,11 +81,14 @@ a.img: open read-only
 write to hda: OK
 write to hda: OK
 a.img: sectors 48-49 written
+b.img: open read-only
+write to hdb: rejected by the disk (status 0x41, error ABRT)
+write to hdb: OK
 EOS
 $GUEST --sock "$T/q.sock" < "$T/script" > "$T/out" || { cat "$T/out" "$T/dm.log"; fail "guest"; }
 same_lines "$T/want" "$T/out"
 xs_is $BE/768/info 0
-xs_is $BE/832/info 4
+xs_is $BE/832/info 0
 $XL destroy 1
 ok "dynamic mode changes"
 no_sanitizer_reports
