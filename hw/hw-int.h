@@ -61,6 +61,8 @@ int machine_dma_write(struct machine *m, uint64_t addr, const void *buf,
 void *machine_ram_ptr(struct machine *m, uint64_t addr, size_t len);
 
 struct event_loop *machine_event_loop(struct machine *m);
+/* The machine's PCI bus 0 (for devices such as virtio-blk to register). */
+struct pci_bus *machine_pci_bus(struct machine *m);
 
 /* ------------------------------------------------------------------ */
 /* IRQ lines (hw/machine.c)                                            */

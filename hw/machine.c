@@ -348,6 +348,11 @@ struct event_loop *machine_event_loop(struct machine *m)
     return m->loop;
 }
 
+struct pci_bus *machine_pci_bus(struct machine *m)
+{
+    return m->pci;
+}
+
 /* ------------------------------------------------------------------ */
 /* IRQs and MSI                                                        */
 /* ------------------------------------------------------------------ */
