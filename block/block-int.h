@@ -48,6 +48,22 @@ struct bdrv_reopen_state {
 };
 
 /*
+ * An asynchronous read or write (see bdrv_ops.aio_submit). The submitter
+ * fills everything but `top`; the iovec array must stay valid until
+ * `complete`. A format driver may adjust `offset` before passing the
+ * request down (and must restore it if the child refuses).
+ */
+struct bdrv_aio {
+    struct event_loop *loop;    /* completion runs on this loop's thread */
+    bool write;
+    uint64_t offset, bytes;
+    const struct iovec *iov;
+    int iovcnt;
+    void (*complete)(struct bdrv_aio *aio, int ret);    /* 0 or -errno */
+    struct bdrv_node *top;      /* core: the node it was first submitted to */
+};
+
+/*
  * A driver. Every member except `name` and `state_size` may be NULL; the
  * note on each says what the core does then.
  *
@@ -140,6 +156,19 @@ struct bdrv_ops {
                          const struct iovec *iov, int iovcnt);
 
     /*
+     * Optional asynchronous read or write without a worker thread (the
+     * file driver's io_uring). Called on aio->loop's thread with the usual
+     * entry guarantees, and only for plain requests: no FUA, no
+     * detect-zeroes, aligned, node writable for writes. Returns 0 when
+     * started (the driver then calls bdrv_aio_complete exactly once, on
+     * the loop's thread, never from inside this call), or -ENOTSUP /
+     * -EAGAIN when the caller should use the worker path instead (not
+     * possible here, or too many in flight). A node that started aio on a
+     * loop must be released before that loop is freed.
+     */
+    int (*aio_submit)(struct bdrv_node *bs, struct bdrv_aio *aio);
+
+    /*
      * Write zeroes. BDRV_REQ_MAY_UNMAP allows deallocating (the core only
      * passes it with discard=unmap); BDRV_REQ_NO_FALLBACK asks for
      * -ENOTSUP rather than a slow path. NULL or -ENOTSUP without
@@ -223,6 +252,15 @@ struct bdrv_ops {
      * 0 or -errno. NULL: emptying is not supported (-ENOTSUP).
      */
     int (*make_empty)(struct bdrv_node *bs);
+
+    /*
+     * Consistency check behind bdrv_check (block/check.c): fill *res,
+     * repairing what `fix` (BDRV_FIX_*) asks; the core has checked that a
+     * fixing node is read-write. Called with no request in flight.
+     * Returns 0 or -errno with *errp set. NULL: -ENOTSUP.
+     */
+    int (*check)(struct bdrv_node *bs, struct bdrv_check_result *res, unsigned fix,
+                 struct error **errp);
 };
 
 /* Statistics, updated atomically by the checking layer. */
@@ -329,6 +367,13 @@ const struct bdrv_ops *bdrv_probe_buf(const uint8_t *buf, size_t len,
  * retry with bdrv_preadv on a worker) or -errno. Loop thread only. */
 int bdrv_preadv_nowait(struct bdrv_node *bs, uint64_t offset,
                        const struct iovec *iov, int iovcnt);
+
+/* Start an asynchronous read or write through the checking layer:
+ * 0 when started, -ENOTSUP/-EAGAIN when the caller must use the
+ * synchronous path (on a worker) instead. Loop thread only. */
+int bdrv_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio);
+/* For drivers: finish an aio request (statistics, then aio->complete). */
+void bdrv_aio_complete(struct bdrv_aio *aio, int ret);
 
 /* Copy options (deep; strings and child options duplicated). */
 int bdrv_open_opts_copy(struct bdrv_open_opts *dst,

@@ -61,6 +61,9 @@ struct bdrv_open_opts {
     uint64_t size;              /* raw: window length */
     bool has_size;
     const struct bdrv_io_hooks *io_hooks;   /* file: fault injection (tests) */
+    /* file: how the backend's requests reach the kernel: io_uring where
+     * the kernel allows it (auto), or always the worker threads. */
+    enum { AIO_AUTO, AIO_THREADS, AIO_IO_URING } aio;
 };
 
 void bdrv_open_opts_init(struct bdrv_open_opts *o);
@@ -164,6 +167,27 @@ int bdrv_reopen_read_only(struct bdrv_node *bs, bool read_only,
 int bdrv_commit(struct bdrv_node *top, struct bdrv_node *base, bool empty_top,
                 void (*progress)(void *opaque, uint64_t done, uint64_t total),
                 void *opaque, struct error **errp);
+
+/*
+ * Consistency check, as qemu-img check: recount every reference to the
+ * image's clusters and compare with the stored refcounts. `fix` is a mask
+ * of BDRV_FIX_*; fixing needs a read-write node (-EPERM otherwise).
+ * Returns 0 (the counts say what was found) or -errno with *errp set;
+ * -ENOTSUP for formats without metadata to check (raw).
+ */
+struct bdrv_check_result {
+    uint64_t corruptions;           /* refcount below the references: data at risk */
+    uint64_t leaks;                 /* refcount above the references: wasted space */
+    uint64_t corruptions_fixed;
+    uint64_t leaks_fixed;
+    uint64_t allocated_clusters;    /* guest clusters this image maps */
+    uint64_t total_clusters;        /* guest clusters of the virtual size */
+    uint64_t image_end_offset;      /* end of the last cluster in use */
+};
+#define BDRV_FIX_LEAKS  (1u << 0)
+#define BDRV_FIX_ERRORS (1u << 1)
+int bdrv_check(struct bdrv_node *bs, struct bdrv_check_result *res, unsigned fix,
+               struct error **errp);
 
 /* What `diskdm-img info` shows. Strings point into the node. */
 struct bdrv_info {

@@ -477,6 +477,9 @@ struct recount {
     uint32_t *refs;
     uint64_t nb;
     uint64_t outside;       /* references past the end of the file */
+    uint64_t end;           /* end of the last referenced cluster */
+    uint64_t allocated;     /* guest clusters mapped by the active L1 */
+    bool active;            /* counting the active L1 (not a snapshot's) */
 };
 
 static void count(struct recount *r, uint64_t off, uint64_t len)
@@ -485,6 +488,7 @@ static void count(struct recount *r, uint64_t off, uint64_t len)
     if (len == 0) {
         return;
     }
+    r->end = MAX(r->end, qcow2_align_up(s, off + len));
     for (uint64_t c = off >> s->cluster_bits; c <= (off + len - 1) >> s->cluster_bits; c++) {
         if (c >= r->nb) {
             r->outside++;
@@ -520,7 +524,12 @@ static int count_l1(struct recount *r, uint64_t l1_off, uint32_t l1_size, uint8_
         }
         for (uint32_t j = 0; j < s->l2_size; j++) {
             uint64_t l2e = qcow2_be64(buf + (uint64_t)j * 8);
-            switch (qcow2_classify(s, l2e)) {
+            enum qcow2_ctype t = qcow2_classify(s, l2e);
+            if (r->active && (t == QCOW2_C_NORMAL || t == QCOW2_C_ZERO_ALLOC ||
+                              t == QCOW2_C_COMPRESSED)) {
+                r->allocated++;
+            }
+            switch (t) {
             case QCOW2_C_NORMAL:
             case QCOW2_C_ZERO_ALLOC:
                 count(r, l2e & QCOW2_L2E_OFFSET_MASK, s->cluster_size);
@@ -569,9 +578,10 @@ static int count_snapshots(struct recount *r, uint8_t *buf)
     return 0;
 }
 
-int qcow2_check_refcounts(struct qcow2_state *s, bool repair,
-                          struct qcow2_check_result *res, struct error **errp)
+int qcow2_check_refcounts(struct qcow2_state *s, unsigned fix,
+                          struct bdrv_check_result *res, struct error **errp)
 {
+    bool repair = fix != 0;
     struct recount r = { .s = s };
     uint8_t *buf = NULL;
     int ret;
@@ -593,7 +603,11 @@ int qcow2_check_refcounts(struct qcow2_state *s, bool repair,
         goto out_free;
     }
     count(&r, 0, s->cluster_size);
+    r.active = true;
     ret = count_l1(&r, s->l1_offset, s->l1_size, buf);
+    r.active = false;
+    res->allocated_clusters = r.allocated;
+    res->total_clusters = DIV_ROUND_UP(s->size, s->cluster_size);
     if (ret == 0 && s->nb_snapshots) {
         ret = count_snapshots(&r, buf);
     }
@@ -610,6 +624,7 @@ int qcow2_check_refcounts(struct qcow2_state *s, bool repair,
         }
     }
     res->corruptions += r.outside;
+    res->image_end_offset = r.end;
     if (r.outside && repair) {
         error_setg(errp, "'%s': metadata points past the end of the file; "
                    "cannot repair", s->bs->filename);
@@ -642,19 +657,24 @@ int qcow2_check_refcounts(struct qcow2_state *s, bool repair,
         if (rc == want) {
             continue;
         }
-        if (rc < want) {
+        bool corrupt = rc < want;
+        if (corrupt) {
             res->corruptions++;
         } else {
             res->leaks++;
         }
-        if (repair) {
+        if (fix & (corrupt ? BDRV_FIX_ERRORS : BDRV_FIX_LEAKS)) {
             ret = qcow2_set_refcount(s, c, MIN(want, s->refcount_max));
             if (ret < 0) {
                 error_setg_errno(errp, -ret, "'%s': cannot write refcounts",
                                  s->bs->filename);
                 goto out_unset;
             }
-            res->fixed++;
+            if (corrupt) {
+                res->corruptions_fixed++;
+            } else {
+                res->leaks_fixed++;
+            }
         }
     }
     if (repair) {

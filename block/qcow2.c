@@ -550,8 +550,8 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
             s->autoclear = 0;
         }
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
-            struct qcow2_check_result res;
-            ret = qcow2_check_refcounts(s, true, &res, errp);
+            struct bdrv_check_result res;
+            ret = qcow2_check_refcounts(s, BDRV_FIX_LEAKS | BDRV_FIX_ERRORS, &res, errp);
             if (ret < 0) {
                 error_prepend(errp, "Could not repair dirty image '%s'", fn);
                 goto out_free;
@@ -577,6 +577,23 @@ static void qcow2_close(struct bdrv_node *bs)
         release_space(bs);
     }
     free_state(s);
+}
+
+static int qcow2_check(struct bdrv_node *bs, struct bdrv_check_result *res,
+                       unsigned fix, struct error **errp)
+{
+    struct qcow2_state *s = bs->opaque;
+    pthread_rwlock_wrlock(&s->io_lock);
+    pthread_mutex_lock(&bs->lock);
+    if (s->writable) {
+        /* Reserved clusters would count as leaks: give them back first. */
+        qcow2_reclaim(s);
+        qcow2_pool_release(s);
+    }
+    int ret = qcow2_check_refcounts(s, fix, res, errp);
+    pthread_mutex_unlock(&bs->lock);
+    pthread_rwlock_unlock(&s->io_lock);
+    return ret;
 }
 
 static void qcow2_get_info(struct bdrv_node *bs, struct bdrv_info *info)
@@ -641,4 +658,5 @@ const struct bdrv_ops bdrv_qcow2_ops = {
     .get_info = qcow2_get_info,
     .create = qcow2_create,
     .make_empty = qcow2_make_empty,
+    .check = qcow2_check,
 };

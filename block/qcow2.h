@@ -267,14 +267,10 @@ void qcow2_pool_release(struct qcow2_state *s);
 /* Extend the file to at least `len` bytes. */
 int qcow2_grow_file(struct qcow2_state *s, uint64_t len);
 
-struct qcow2_check_result {
-    uint64_t corruptions;       /* refcount lower than references */
-    uint64_t leaks;             /* refcount higher than references */
-    uint64_t fixed;
-};
-/* Recount every reference; with `repair`, make the refcounts match. */
-int qcow2_check_refcounts(struct qcow2_state *s, bool repair,
-                          struct qcow2_check_result *res, struct error **errp);
+/* Recount every reference; `fix` (BDRV_FIX_*) makes the refcounts
+ * match. Caller holds io_lock exclusive (or is opening the image). */
+int qcow2_check_refcounts(struct qcow2_state *s, unsigned fix,
+                          struct bdrv_check_result *res, struct error **errp);
 
 /* ---- qcow2-create.c ------------------------------------------------ */
 int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,

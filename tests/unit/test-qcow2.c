@@ -514,6 +514,70 @@ START_TEST(test_dirty_repair)
 }
 END_TEST
 
+static void poke16(const char *name, long off, uint16_t v)
+{
+    uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+    poke(name, off, b, 2);
+}
+
+START_TEST(test_check_repair)
+{
+    fresh("");
+    uint64_t rb = peek64("h.qcow2", (long)peek64("h.qcow2", 48));
+    uint64_t l2 = peek64("h.qcow2", (long)peek64("h.qcow2", 40)) & 0x00fffffffffffe00ull;
+    uint64_t data = peek64("h.qcow2", (long)l2) & 0x00fffffffffffe00ull;
+    /* A leak: a cluster past the data counted as used. */
+    ck_assert_int_eq(sh("truncate -s 640K h.qcow2"), 0);
+    poke16("h.qcow2", (long)(rb + 2 * 9), 1);
+    ck_assert_int_eq(sh("qemu-img check h.qcow2"), 3);
+    struct bdrv_node *bs = open_fmt("h.qcow2", "read-only=on");
+    struct bdrv_check_result res;
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_check(bs, &res, 0, &err), 0);
+    ck_assert_uint_eq(res.leaks, 1);
+    ck_assert_uint_eq(res.corruptions, 0);
+    ck_assert_uint_eq(res.allocated_clusters, 1);
+    ck_assert_uint_eq(res.total_clusters, 1024);
+    ck_assert_uint_eq(res.image_end_offset, data + 65536);
+    ck_assert_int_eq(bdrv_check(bs, &res, BDRV_FIX_LEAKS, &err), -EPERM);
+    ck_assert_ptr_nonnull(strstr(err->msg, "h.qcow2': Block node is read-only"));
+    error_free(err);
+    bdrv_unref(bs);
+    /* Leaks fixed read-write. */
+    bs = open_fmt("h.qcow2", "");
+    ck_assert_int_eq(bdrv_check(bs, &res, BDRV_FIX_LEAKS, NULL), 0);
+    ck_assert_uint_eq(res.leaks, 1);
+    ck_assert_uint_eq(res.leaks_fixed, 1);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q h.qcow2"), 0);
+    /* A corruption: the data cluster's refcount is 0. Leaks-only repair
+     * leaves it; errors repair fixes it. */
+    poke16("h.qcow2", (long)(rb + 2 * (data >> 16)), 0);
+    ck_assert_int_eq(sh("qemu-img check h.qcow2"), 2);
+    bs = open_fmt("h.qcow2", "read-only=on");
+    ck_assert_int_eq(bdrv_check(bs, &res, 0, NULL), 0);
+    ck_assert_uint_eq(res.corruptions, 1);
+    bdrv_unref(bs);
+    bs = open_fmt("h.qcow2", "");
+    ck_assert_int_eq(bdrv_check(bs, &res, BDRV_FIX_LEAKS, NULL), 0);
+    ck_assert_uint_eq(res.corruptions_fixed, 0);
+    ck_assert_int_eq(bdrv_check(bs, &res, BDRV_FIX_LEAKS | BDRV_FIX_ERRORS, NULL), 0);
+    ck_assert_uint_eq(res.corruptions, 1);
+    ck_assert_uint_eq(res.corruptions_fixed, 1);
+    ck_assert_int_eq(bdrv_check(bs, &res, 0, NULL), 0);
+    ck_assert_uint_eq(res.corruptions + res.leaks, 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q h.qcow2"), 0);
+    /* raw has nothing to check. */
+    ck_assert_int_eq(sh("truncate -s 1M r.raw"), 0);
+    char *rp = path("r.raw");
+    bs = bdrv_open_file(rp, "raw", true, NULL);
+    ck_assert_int_eq(bdrv_check(bs, &res, 0, NULL), -ENOTSUP);
+    bdrv_unref(bs);
+    free(rp);
+}
+END_TEST
+
 START_TEST(test_hostile_images)
 {
     /* Truncated header. */
@@ -959,6 +1023,7 @@ static Suite *qcow2_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_feature_bits);
     tcase_add_test(tc, test_dirty_repair);
+    tcase_add_test(tc, test_check_repair);
     tcase_add_test(tc, test_hostile_images);
     tcase_add_test(tc, test_backing_errors);
     suite_add_tcase(s, tc);
