@@ -42,6 +42,7 @@ struct qtest_server {
     ev_fn *on_close;
     void *opaque;
     bool watching;              /* in_fd registered with the loop */
+    struct ev_timer *read_timer;    /* in_fd epoll refuses: next read, or NULL */
     bool closed;                /* EOF or error seen; on_close ran */
     bool out_broken;            /* a write failed: drop further output */
     bool discarding;            /* skipping the rest of an overlong line */
@@ -690,13 +691,15 @@ static void qtest_readable(void *opaque, uint32_t events)
     qtest_read_some(opaque);
 }
 
-/* in_fd that epoll refuses (a regular file, /dev/null): read it from
- * deferred calls, one chunk per loop iteration. */
-static void qtest_read_deferred(void *opaque)
+/* in_fd that epoll refuses (a regular file, /dev/null): read it one chunk
+ * per loop iteration from a zero-delay timer, which qtest_server_free can
+ * cancel (a deferred call could not be). */
+static void qtest_read_timer(void *opaque)
 {
     struct qtest_server *qs = opaque;
+    qs->read_timer = NULL;
     if (qtest_read_some(qs)) {
-        ev_defer(qs->loop, qtest_read_deferred, qs);
+        qs->read_timer = ev_timer_add(qs->loop, 0, qtest_read_timer, qs);
     }
 }
 
@@ -717,7 +720,8 @@ struct qtest_server *qtest_server_new(struct machine *m, struct event_loop *loop
     if (in_fd >= 0) {
         int ret = ev_fd_add(loop, in_fd, EPOLLIN, qtest_readable, qs);
         if (ret == -EPERM) {
-            ret = ev_defer(loop, qtest_read_deferred, qs);
+            qs->read_timer = ev_timer_add(loop, 0, qtest_read_timer, qs);
+            ret = qs->read_timer ? 0 : -ENOMEM;
         } else if (ret == 0) {
             qs->watching = true;
         }
@@ -739,6 +743,9 @@ void qtest_server_free(struct qtest_server *qs)
     machine_set_irq_observer(qs->m, NULL, NULL, NULL);
     if (qs->watching) {
         ev_fd_remove(qs->loop, qs->in_fd);
+    }
+    if (qs->read_timer) {
+        ev_timer_cancel(qs->loop, qs->read_timer);
     }
     free(qs->buf);
     free(qs);

@@ -282,6 +282,37 @@ START_TEST(test_stream)
 }
 END_TEST
 
+/* Input from a regular file, which epoll refuses: still one line at a
+ * time, then EOF; freeing the server before EOF cancels its reads. */
+START_TEST(test_file_input)
+{
+    struct error *err = NULL;
+    char path[] = "/tmp/test-qtest-in.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    ck_assert_int_eq(write(fd, "endianness\ninb 0x1234\n", 22), 22);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    struct fixture fx;
+    fx_init(&fx, false, false);
+    qtest_server_free(fx.qs);
+    fx.qs = qtest_server_new(fx.m, fx.loop, fd, fx.out_w, on_close, &fx, &err);
+    ck_assert_ptr_nonnull(fx.qs);
+    pump(&fx);
+    char *got = replies(&fx);
+    ck_assert_str_eq(got, "OK little\nOK 0x00ff\n");
+    free(got);
+    ck_assert_int_eq(fx.closed, 1);
+    /* a server whose file read is still pending */
+    qtest_server_free(fx.qs);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    fx.qs = qtest_server_new(fx.m, fx.loop, fd, fx.out_w, on_close, &fx, &err);
+    ck_assert_ptr_nonnull(fx.qs);
+    fx_free(&fx);
+    close(fd);
+}
+END_TEST
+
 static Suite *qtest_suite(void)
 {
     Suite *s = suite_create("qtest");
@@ -292,6 +323,7 @@ static Suite *qtest_suite(void)
     tcase_add_test(tc, test_intercept);
     tcase_add_test(tc, test_irq_order);
     tcase_add_test(tc, test_stream);
+    tcase_add_test(tc, test_file_input);
     suite_add_tcase(s, tc);
     return s;
 }
