@@ -878,7 +878,9 @@ static int transact(struct runner *r, const struct step *st, const char *data,
     }
     ssize_t w = full_write(r->tg.to_fd, msg, len + 1);
     free(msg);
-    if (w < 0) {
+    if (w == -EPIPE) {
+        return runner_fail(r, st, "the target closed the channel before replying");
+    } else if (w < 0) {
         return runner_fail(r, st, "cannot send to the target: %s", strerror(-w));
     }
     for (;;) {
