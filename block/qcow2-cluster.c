@@ -816,9 +816,10 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
     uint64_t done = 0;
     int ret = 0;
 
-    if (offset + bytes > s->size) {
-        return -EINVAL;
+    if (offset >= s->size) {
+        return 0;       /* the aligned tail of an unaligned size */
     }
+    bytes = MIN(bytes, s->size - offset);
     if (s->autoclear) {
         /* Reopened read-write: bitmaps and external data are ours no more. */
         pthread_mutex_lock(&bs->lock);

@@ -693,3 +693,44 @@ out_free:
     free(buf);
     return ret;
 }
+
+int64_t qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n)
+{
+    /* Past everything: the pool goes back first so the run starts at the
+     * end of the file. */
+    qcow2_pool_release(s);
+    uint64_t start = qcow2_align_up(s, s->file_len) >> s->cluster_bits, rc, i;
+    struct rc_batch b = { 0 };
+    int ret;
+retry:
+    for (i = 0; i < n; i++) {
+        ret = qcow2_get_refcount(s, start + i, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc) {
+            if (b.block || i) {
+                /* A refcount block landed inside the run: undo, move on. */
+                for (uint64_t j = 0; j < i; j++) {
+                    set_refcount_batched(s, start + j, 0, &b);
+                }
+                batch_flush(s, &b);
+            }
+            start += i + 1;
+            goto retry;
+        }
+        ret = set_refcount_batched(s, start + i, 1, &b);
+        if (ret < 0) {
+            batch_flush(s, &b);
+            return ret;
+        }
+    }
+    ret = batch_flush(s, &b);
+    if (ret == 0) {
+        ret = qcow2_grow_file(s, (start + n) << s->cluster_bits);
+    }
+    if (ret == 0) {
+        ret = bdrv_flush(s->file);
+    }
+    return ret < 0 ? ret : (int64_t)(start << s->cluster_bits);
+}

@@ -596,6 +596,86 @@ static int qcow2_check(struct bdrv_node *bs, struct bdrv_check_result *res,
     return ret;
 }
 
+/*
+ * Grow the virtual size (qemu-img resize). A bigger L1 table, if needed,
+ * is written in new clusters before the header points to it; the size
+ * field changes last. Shrinking is not supported.
+ */
+static int qcow2_truncate(struct bdrv_node *bs, uint64_t size, struct error **errp)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (size < s->size) {
+        error_setg(errp, "qcow2 images cannot be shrunk");
+        return -ENOTSUP;
+    }
+    if (size % BDRV_SECTOR_SIZE || size > (1ull << 56)) {
+        error_setg(errp, "Invalid image size %" PRIu64 " (a multiple of 512 up to 2^56)",
+                   size);
+        return -EINVAL;
+    }
+    uint64_t l2_coverage = (uint64_t)s->cluster_size << s->l2_bits;
+    uint64_t need = DIV_ROUND_UP(size, l2_coverage);
+    if (need * 8 > QCOW2_MAX_L1_BYTES) {
+        error_setg(errp, "Image size too big for cluster size %" PRIu32, s->cluster_size);
+        return -EFBIG;
+    }
+    int ret = 0;
+    pthread_rwlock_wrlock(&s->io_lock);
+    pthread_mutex_lock(&bs->lock);
+    if (need > s->l1_size) {
+        uint64_t bytes = qcow2_align_up(s, need * 8);
+        uint64_t *nl1 = calloc(1, bytes);
+        uint8_t *raw = calloc(1, bytes);
+        int64_t off = nl1 && raw ? qcow2_alloc_clusters(s, bytes >> s->cluster_bits) : -ENOMEM;
+        if (off >= 0) {
+            memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+            for (uint64_t i = 0; i < need; i++) {
+                qcow2_put_be64(raw + i * 8, nl1[i]);
+            }
+            ret = bdrv_pwrite(s->file, (uint64_t)off, raw, bytes, 0);
+            if (ret == 0) {
+                ret = bdrv_flush(s->file);
+            }
+            uint8_t h[12];
+            qcow2_put_be32(h, (uint32_t)need);
+            qcow2_put_be64(h + 4, (uint64_t)off);
+            if (ret == 0) {
+                ret = qcow2_write_header_field(s, QH_L1_SIZE, h, 12);
+            }
+            if (ret == 0) {
+                uint64_t old = s->l1_offset, old_len = (uint64_t)s->l1_size * 8;
+                free(s->l1);
+                s->l1 = nl1;
+                nl1 = NULL;
+                s->l1_offset = (uint64_t)off;
+                s->l1_size = (uint32_t)need;
+                if (old_len) {
+                    ret = qcow2_free_clusters(s, old, old_len);
+                }
+            }
+        } else {
+            ret = (int)off;
+        }
+        free(nl1);
+        free(raw);
+    }
+    if (ret == 0) {
+        uint8_t b[8];
+        qcow2_put_be64(b, size);
+        ret = qcow2_write_header_field(s, QH_SIZE, b, 8);
+    }
+    if (ret == 0) {
+        s->size = size;
+        bs->total_size = size;
+    }
+    pthread_mutex_unlock(&bs->lock);
+    pthread_rwlock_unlock(&s->io_lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not resize '%s'", bs->filename);
+    }
+    return ret;
+}
+
 static void qcow2_get_info(struct bdrv_node *bs, struct bdrv_info *info)
 {
     struct qcow2_state *s = bs->opaque;
@@ -657,6 +737,7 @@ const struct bdrv_ops bdrv_qcow2_ops = {
     .reopen_abort = qcow2_reopen_abort,
     .get_info = qcow2_get_info,
     .create = qcow2_create,
+    .truncate = qcow2_truncate,
     .make_empty = qcow2_make_empty,
     .check = qcow2_check,
 };

@@ -360,6 +360,35 @@ START_TEST(test_create_matrix)
 }
 END_TEST
 
+START_TEST(test_resize)
+{
+    /* 512-byte clusters: one L2 table maps 32 KiB, so growing needs a
+     * bigger L1 table (several clusters). */
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -o cluster_size=512 g.qcow2 1M && "
+                        "qemu-io -f qcow2 -c 'write -P 0x61 0 1M' g.qcow2"), 0);
+    struct bdrv_node *bs = open_fmt("g.qcow2", "");
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_truncate(bs, 512 << 10, &err), -ENOTSUP);
+    ck_assert_str_eq(err->msg, "qcow2 images cannot be shrunk");
+    error_free(err);
+    err = NULL;
+    ck_assert_int_eq(bdrv_truncate(bs, 64 << 20, &err), 0);
+    ck_assert_int_eq(bdrv_getlength(bs), 64 << 20);
+    uint8_t b[4096];
+    memset(b, 0x62, sizeof(b));
+    ck_assert_int_eq(bdrv_pwrite(bs, 60 << 20, b, sizeof(b), 0), 0);
+    ck_assert_int_eq(bdrv_pread(bs, (1 << 20) - 512, b, 1024), 0);
+    ck_assert_uint_eq(b[0], 0x61);
+    ck_assert_uint_eq(b[600], 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q g.qcow2 && "
+                        "qemu-img info g.qcow2 | grep -q '(67108864 bytes)' && "
+                        "qemu-io -f qcow2 -c 'read -P 0x61 0 1M' -c 'read -P 0x62 60m 4k' "
+                        "-c 'read -P 0 2m 1m' g.qcow2 > r.out && ! grep -q failed r.out && "
+                        "[ $(grep -c '^read' r.out) = 3 ]"), 0);
+}
+END_TEST
+
 START_TEST(test_create_errors)
 {
     char *p = path("e.qcow2");
@@ -1015,6 +1044,7 @@ static Suite *qcow2_suite(void)
     tcase_add_test(tc, test_write_over_backing);
     tcase_add_test(tc, test_create_matrix);
     tcase_add_test(tc, test_create_errors);
+    tcase_add_test(tc, test_resize);
     tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
 
