@@ -128,19 +128,20 @@ bench: tests
 FUZZ_BUILD := build-fuzz
 fuzz:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang \
-		CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -O1 -Wno-unknown-warning-option" fuzz-bins
+		CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -O1 -Wno-unknown-warning-option" fuzz-bins
 define FUZZ_template
 $(BUILD)/tests/fuzz/$(1): $(BUILD)/tests/fuzz/$(1).o $$(ALL_LIBS)
 	@echo "  LINK    $$@"
-	$$(Q)$$(CC) -fsanitize=fuzzer,address,undefined -pthread -o $$@ $$< $$(ALL_LIBS) $$(PKG_LIBS)
+	$$(Q)$$(CC) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -pthread -o $$@ $$< $$(ALL_LIBS) $$(PKG_LIBS)
 endef
 $(foreach t,$(FUZZERS),$(eval $(call FUZZ_template,$(t))))
 fuzz-bins: $(addprefix $(BUILD)/tests/fuzz/,$(FUZZERS))
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(PROG_BINS) $(DESTDIR)$(BINDIR)/
 	for m in $(wildcard docs/*.1); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man1/; done
+	for m in $(wildcard docs/*.8); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/; done
 
 clean:
 	rm -rf build build-asan build-fuzz
