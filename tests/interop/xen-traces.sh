@@ -19,8 +19,8 @@ for tr in "$SRCDIR"/tests/traces/*.trace; do
     domid=$((domid + 1))
     name=$(basename "$tr" .trace)
     if ! XEN_TRACE_DOMID=$domid "$BUILD/diskdm-trace" "$tr" -- \
-            sh "$SRCDIR/tests/interop/_xen-trace-dm.sh" -qtest stdio > "$T/$name.out" 2>&1; then
-        cat "$T/$name.out" >&2
+            sh "$SRCDIR/tests/interop/_xen-trace-dm.sh" -qtest stdio > "$T/$name.log" 2>&1; then
+        cat "$T/$name.log" >&2
         fail "trace $name differs with disks from xenstore"
     fi
     [ "$(xenstore-read /local/domain/0/device-model/$domid/state)" = running ] ||
@@ -30,3 +30,4 @@ for tr in "$SRCDIR"/tests/traces/*.trace; do
 done
 [ $n -gt 10 ] || fail "only $n traces ran"
 ok "$n traces match with disks from xenstore"
+no_sanitizer_reports
