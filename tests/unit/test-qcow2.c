@@ -515,6 +515,43 @@ START_TEST(test_feature_bits)
 }
 END_TEST
 
+START_TEST(test_extensions)
+{
+    /* An unknown header extension (before the end marker) survives
+     * diskdm's writes byte for byte, and qemu-img is still happy. */
+    fresh("");
+    ck_assert_uint_eq(peek64("h.qcow2", 504), 0);   /* end marker after the feature table */
+    poke32("h.qcow2", 504, 0x12345678);
+    poke32("h.qcow2", 508, 5);
+    poke("h.qcow2", 512, "abcde\0\0\0", 8);
+    struct bdrv_node *bs = open_fmt("h.qcow2", "");
+    uint8_t b[70000];
+    memset(b, 0x44, sizeof(b));
+    ck_assert_int_eq(bdrv_pwrite(bs, 5 << 20, b, sizeof(b), 0), 0);
+    ck_assert_int_eq(bdrv_truncate(bs, 128 << 20, NULL), 0);
+    bdrv_unref(bs);
+    ck_assert_uint_eq(peek64("h.qcow2", 504), 0x1234567800000005ull);
+    ck_assert_uint_eq(peek64("h.qcow2", 512), 0x6162636465000000ull);
+    ck_assert_int_eq(sh("qemu-img check -q h.qcow2"), 0);
+
+    /* No backing-format extension: the backing file's format is probed.
+     * (The extension's type is overwritten, so it becomes unknown.) */
+    ck_assert_int_eq(sh("rm -f bb.qcow2 && qemu-img create -q -f qcow2 bb.qcow2 64M && "
+                        "qemu-io -f qcow2 -c 'write -P 0x71 1m 64k' bb.qcow2"), 0);
+    fresh("-b bb.qcow2 -F qcow2");
+    ck_assert_uint_eq(peek64("h.qcow2", 112) >> 32, 0xe2792acaull);
+    poke32("h.qcow2", 112, 0x0badf00d);
+    bs = open_fmt("h.qcow2", "read-only=on");
+    struct bdrv_info info;
+    bdrv_get_info(bs, &info);
+    ck_assert_ptr_null(info.backing_format);
+    ck_assert_str_eq(bdrv_driver_name(bdrv_backing_child(bs)), "qcow2");
+    ck_assert_int_eq(bdrv_pread(bs, 1 << 20, b, 512), 0);
+    ck_assert_uint_eq(b[0], 0x71);
+    bdrv_unref(bs);
+}
+END_TEST
+
 START_TEST(test_dirty_repair)
 {
     /* A writer with lazy refcounts killed mid-way leaves the dirty bit. */
@@ -1052,6 +1089,7 @@ static Suite *qcow2_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_feature_bits);
+    tcase_add_test(tc, test_extensions);
     tcase_add_test(tc, test_dirty_repair);
     tcase_add_test(tc, test_check_repair);
     tcase_add_test(tc, test_hostile_images);
