@@ -92,6 +92,14 @@ expect_fail 1 "diskdm-xl: domain 1 already exists" \
 xs_absent /local/domain/3/domid
 ok "bad specs"
 
+# A device model that dies before reporting running fails the create, and
+# the domain's keys are removed again.
+expect_fail 1 "diskdm-xl: device model for domain 3 exited (status 1)" \
+    $XL --diskdm /bin/false create --domid 3 --disk "$T/a.img,,hda"
+xs_absent /local/domain/3/domid
+xs_absent /local/domain/0/backend/vbd/3/768/mode
+ok "device model exits early"
+
 # Usage errors exit 2.
 expect_fail 2 "diskdm-xl: create: --domid N is required
 Try 'diskdm-xl --help'." $XL create --disk "$T/a.img,,hda"
