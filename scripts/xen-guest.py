@@ -21,6 +21,7 @@ runs a script from stdin, one command per line:
   image-check FILE LBA COUNT BYTE
                          which of those sectors of FILE hold BYTE
   fd-mode DOMID FILE     how that domain's diskdm holds FILE open
+  wait-closed DOMID FILE wait (30 s at most) until that diskdm closed FILE
   wait-key PATH VALUE    wait (30 s at most) until xenstore PATH holds VALUE
                          (the rest of the line, without surrounding quotes)
   atapi-tur DEV          TEST UNIT READY, then REQUEST SENSE
@@ -386,6 +387,15 @@ def main():
                     value = value[1:-1]
                 if not wait_key(path, value):
                     print("timed out waiting for %s = %s" % (path, value), flush=True)
+                    return 1
+                continue
+            elif word == "wait-closed":
+                for _ in range(600):
+                    if fd_mode(args[0], args[1]).endswith("not open"):
+                        break
+                    time.sleep(0.05)
+                else:
+                    print("timed out waiting for %s to be closed" % args[1], flush=True)
                     return 1
                 continue
             elif word == "fd-mode":

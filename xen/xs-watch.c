@@ -441,6 +441,19 @@ static void backend_event(struct xen_dm *dm, struct xen_vbd *v, const char *path
     if (strncmp(path, v->cfg.be_path, bl) || (path[bl] && path[bl] != '/'))
         return;
     key = path[bl] ? path + bl + 1 : "";
+    {
+        /* The backend removed under us (a toolstack's forced removal): the
+         * disk goes, and nothing is written back into the removed directory. */
+        char *fe = read_rel(dm, v->cfg.be_path, "frontend");
+
+        free(fe);
+        if (!fe) {
+            log_warn("vbd %d: backend %s removed; detaching %s", v->cfg.devid,
+                     v->cfg.be_path, v->cfg.vdev);
+            vbd_remove(dm, v, false);
+            return;
+        }
+    }
     if (!strcmp(key, "online") || !strcmp(key, "state") || !*key) {
         if (vbd_unplug_requested(dm, v)) {
             vbd_remove(dm, v, true);

@@ -32,6 +32,10 @@ fd-mode 1 $T/b.img
 fd-mode 1 $T/c.img
 sh! $XL block-attach 1 $T/missing.img,raw,hdd,w
 ide-present hdd
+# forced removal: the toolstack deletes the keys without asking
+sh xenstore-rm $BE/768
+wait-closed 1 $T/a.img
+ide-present hda
 EOS
 cat > "$T/want" <<EOS
 hdb: hard disk present
@@ -46,6 +50,7 @@ write to hdc: OK
 b.img: not open
 c.img: not open
 hdd: no drive
+hda: no drive
 EOS
 $GUEST --sock "$T/q.sock" < "$T/script" > "$T/out" 2> "$T/err" ||
     { cat "$T/out" "$T/err" "$T/dm.log"; fail "guest"; }
@@ -53,6 +58,8 @@ same_lines "$T/want" "$T/out"
 grep -q "^diskdm-xl: block-attach hdd: hdd: .*missing.img" "$T/err" || fail "block-attach error: $(cat "$T/err")"
 xs_is $BE/5696/hotplug-status error
 xs_absent $BE/832/mode
+xs_absent $BE/768/hotplug-error
+xs_absent $BE/768/state
 xs_absent /local/domain/1/device/vbd/832/backend
 $XL destroy 1
 ok "unplug and hotplug"
