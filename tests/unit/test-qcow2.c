@@ -324,6 +324,41 @@ START_TEST(test_write_over_backing)
 }
 END_TEST
 
+START_TEST(test_internal_snapshots)
+{
+    /* Clusters shared with an internal snapshot (refcount 2, no COPIED
+     * flag) are copied on write; the snapshot keeps its data. */
+    ck_assert_int_eq(sh("rm -f i.qcow2 && "
+                        "qemu-img create -q -f qcow2 -o cluster_size=4096 i.qcow2 4M && "
+                        "qemu-io -f qcow2 -c 'write -P 0x11 0 4M' i.qcow2 && "
+                        "qemu-img snapshot -c snap1 i.qcow2 && "
+                        "qemu-io -f qcow2 -c 'write -P 0x12 1m 64k' i.qcow2 && "
+                        "qemu-img snapshot -c snap2 i.qcow2"), 0);
+    struct bdrv_node *bs = open_fmt("i.qcow2", "discard=unmap");
+    uint8_t b[10000];
+    memset(b, 0x13, sizeof(b));
+    ck_assert_int_eq(bdrv_pwrite(bs, 1000, b, sizeof(b), 0), 0);
+    ck_assert_int_eq(bdrv_pwrite(bs, (1 << 20) + 5000, b, sizeof(b), 0), 0);
+    ck_assert_int_eq(bdrv_pwrite_zeroes(bs, 2 << 20, 64 << 10, BDRV_REQ_MAY_UNMAP), 0);
+    ck_assert_int_eq(bdrv_pdiscard(bs, 3 << 20, 64 << 10), 0);
+    struct bdrv_check_result res;
+    ck_assert_int_eq(bdrv_check(bs, &res, 0, NULL), 0);
+    ck_assert_uint_eq(res.corruptions + res.leaks, 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q i.qcow2"), 0);
+    ck_assert_int_eq(sh("qemu-io -f qcow2 -c 'read -P 0x11 0 1000' -c 'read -P 0x13 1000 10000' "
+                        "-c 'read -P 0x12 1m 5000' -c 'read -P 0x13 1053576 10000' "
+                        "-c 'read -P 0 2m 64k' i.qcow2 > r.out && ! grep -q failed r.out"), 0);
+    /* The snapshots still hold what they held. */
+    ck_assert_int_eq(sh("qemu-img convert -f qcow2 -O raw -l snapshot.name=snap1 i.qcow2 s1.raw && "
+                        "qemu-io -f raw -c 'read -P 0x11 0 4M' s1.raw > r1.out && "
+                        "! grep -q failed r1.out && "
+                        "qemu-img convert -f qcow2 -O raw -l snapshot.name=snap2 i.qcow2 s2.raw && "
+                        "qemu-io -f raw -c 'read -P 0x12 1m 64k' -c 'read -P 0x11 0 1m' s2.raw "
+                        "> r2.out && ! grep -q failed r2.out"), 0);
+}
+END_TEST
+
 START_TEST(test_create_matrix)
 {
     static const struct bdrv_create_opts cases[] = {
@@ -1082,6 +1117,7 @@ static Suite *qcow2_suite(void)
     tcase_add_test(tc, test_create_matrix);
     tcase_add_test(tc, test_create_errors);
     tcase_add_test(tc, test_resize);
+    tcase_add_test(tc, test_internal_snapshots);
     tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
 
