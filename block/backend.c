@@ -29,6 +29,7 @@ struct blk_req {
     int ret;
     bool rejected;          /* refused as a write to a read-only backend */
     struct blk_req *next;   /* on the waiting, held or free list */
+    struct bdrv_aio aio;    /* when it went to the kernel without a worker */
 };
 
 struct blk_backend {
@@ -313,6 +314,13 @@ static void complete_later(struct blk_req *req)
     }
 }
 
+static void req_aio_done(struct bdrv_aio *aio, int ret)
+{
+    struct blk_req *req = (struct blk_req *)((char *)aio - offsetof(struct blk_req, aio));
+    req->ret = ret;
+    req_complete(req);
+}
+
 static void req_done(void *opaque, int ret)
 {
     struct blk_req *req = opaque;
@@ -337,6 +345,17 @@ static void start_req(struct blk_req *req)
         if (r != -EAGAIN) {
             req->ret = r;
             goto defer;
+        }
+    }
+    if ((req->type == REQ_READ || req->type == REQ_WRITE) && !req->flags) {
+        /* Straight to the kernel (io_uring) where the node allows it. */
+        req->aio = (struct bdrv_aio){
+            .loop = blk->loop, .write = req->type == REQ_WRITE,
+            .offset = req->offset, .bytes = req->bytes,
+            .iov = req->iov, .iovcnt = req->iovcnt, .complete = req_aio_done,
+        };
+        if (bdrv_aio_submit(blk->root, &req->aio) == 0) {
+            return;
         }
     }
     if (!blk->pool) {

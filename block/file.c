@@ -10,8 +10,11 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +25,17 @@
 #define LOCK_PERM_BASE 100
 #define LOCK_SHARED_BASE 200
 
+/* io_uring requests in flight per node; beyond, the worker path. */
+#define RING_DEPTH 64
+
+/* The node's io_uring, set up on first use for the loop that asked. */
+struct file_ring {
+    struct io_uring ring;
+    struct event_loop *loop;
+    int efd;                /* eventfd the ring signals completions on */
+    unsigned inflight;
+};
+
 struct file_state {
     int fd;                 /* data descriptor: O_RDONLY iff read-only */
     int lock_fd;            /* O_RDONLY, carries the OFD locks; -1 = none */
@@ -30,6 +44,8 @@ struct file_state {
     unsigned locked_perm;   /* permission bytes we hold */
     unsigned locked_unshared;   /* "not shared" bytes we hold */
     const struct bdrv_io_hooks *hooks;
+    struct file_ring *ring; /* NULL until the first aio request */
+    bool ring_unusable;     /* setting one up failed: worker path only */
 };
 
 /* ------------------------------------------------------------------ */
@@ -337,9 +353,12 @@ out_close_fd:
     return ret;
 }
 
+static void ring_free(struct file_state *s);
+
 static void file_close(struct bdrv_node *bs)
 {
     struct file_state *s = bs->opaque;
+    ring_free(s);
     if (s->lock_fd >= 0) {
         close(s->lock_fd);     /* drops every OFD lock it carried */
     }
@@ -503,6 +522,219 @@ static int file_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t by
 static bool flush_each_write(struct bdrv_node *bs)
 {
     return bs->cache == CACHE_WRITETHROUGH || bs->cache == CACHE_DIRECTSYNC;
+}
+
+/* ------------------------------------------------------------------ */
+/* io_uring                                                            */
+/* ------------------------------------------------------------------ */
+
+/* One request on the ring; a short transfer is resubmitted for the rest. */
+struct file_aio {
+    struct bdrv_aio *aio;
+    struct bdrv_node *bs;
+    uint64_t done;
+    struct iovec *cur;      /* into iov[], advanced past what is done */
+    int cnt;
+    struct iovec iov[];
+};
+
+static void ring_queue(struct file_state *s, struct file_aio *fa, struct io_uring_sqe *sqe)
+{
+    uint64_t off = fa->aio->offset + fa->done;
+    if (fa->aio->write) {
+        io_uring_prep_writev(sqe, s->fd, fa->cur, fa->cnt, off);
+    } else {
+        io_uring_prep_readv(sqe, s->fd, fa->cur, fa->cnt, off);
+    }
+    io_uring_sqe_set_data(sqe, fa);
+}
+
+/* Submit what is queued. The kernel has taken the entries unless the call
+ * failed with something other than EINTR, which a ring of our size does
+ * not do; then the entries stay queued and go with the next submit. */
+static void ring_submit(struct file_ring *r)
+{
+    int n;
+    do {
+        n = io_uring_submit(&r->ring);
+    } while (n == -EINTR);
+    if (n < 0) {
+        log_warn("io_uring submit failed: %s", strerror(-n));
+    }
+}
+
+static void ring_finish(struct file_state *s, struct file_aio *fa, int ret)
+{
+    s->ring->inflight--;
+    struct bdrv_aio *aio = fa->aio;
+    free(fa);
+    bdrv_aio_complete(aio, ret);
+}
+
+static void ring_event(void *opaque, uint32_t events)
+{
+    struct bdrv_node *bs = opaque;
+    struct file_state *s = bs->opaque;
+    struct file_ring *r = s->ring;
+    uint64_t cnt;
+    ssize_t rd = read(r->efd, &cnt, sizeof(cnt));
+    (void)rd;
+    bool resubmit = false;
+    struct io_uring_cqe *cqe;
+    /* Take every completion before calling back: a callback may submit. */
+    struct file_aio *done_head = NULL;
+    while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+        struct file_aio *fa = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&r->ring, cqe);
+        if (!fa) {
+            continue;   /* a no-op filling a slot we could not use */
+        }
+        uint64_t want = fa->aio->bytes - fa->done;
+        int ret = 1;    /* 1: not finished yet */
+        if (res == -EINTR || res == -EAGAIN) {
+            res = 0;
+            goto requeue;
+        }
+        if (res < 0) {
+            ret = res;
+        } else if ((uint64_t)res == want) {
+            ret = 0;
+        } else if (res == 0) {
+            if (fa->aio->write) {
+                ret = -EIO;     /* no progress */
+            } else {
+                int64_t len = fd_length(s);
+                if (len >= 0 && fa->aio->offset + fa->done >= (uint64_t)len) {
+                    iov_memset(fa->cur, fa->cnt, 0, 0, want);
+                    ret = 0;
+                } else {
+                    ret = -EIO;
+                }
+            }
+        }
+        if (ret != 1) {
+            /* Chain through the iovec slot we no longer need. */
+            fa->cur = (struct iovec *)done_head;
+            fa->cnt = ret;
+            done_head = fa;
+            continue;
+        }
+    requeue:
+        fa->done += res;
+        iov_advance(&fa->cur, &fa->cnt, res);
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+        if (!sqe) {
+            /* Cannot happen: this request's own slot just freed up. */
+            abort();
+        }
+        ring_queue(s, fa, sqe);
+        resubmit = true;
+    }
+    if (resubmit) {
+        ring_submit(r);
+    }
+    while (done_head) {
+        struct file_aio *fa = done_head;
+        done_head = (struct file_aio *)fa->cur;
+        ring_finish(s, fa, fa->cnt);
+    }
+}
+
+static int ring_setup(struct bdrv_node *bs, struct file_state *s, struct event_loop *loop)
+{
+    struct file_ring *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return -ENOMEM;
+    }
+    int ret = io_uring_queue_init(RING_DEPTH, &r->ring, 0);
+    if (ret < 0) {
+        goto out_free;
+    }
+    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r->efd < 0) {
+        ret = -errno;
+        goto out_exit_ring;
+    }
+    ret = io_uring_register_eventfd(&r->ring, r->efd);
+    if (ret < 0) {
+        goto out_close_efd;
+    }
+    r->loop = loop;
+    ret = ev_fd_add(loop, r->efd, EPOLLIN, ring_event, bs);
+    if (ret < 0) {
+        goto out_close_efd;
+    }
+    s->ring = r;
+    return 0;
+
+out_close_efd:
+    close(r->efd);
+out_exit_ring:
+    io_uring_queue_exit(&r->ring);
+out_free:
+    free(r);
+    return ret;
+}
+
+static void ring_free(struct file_state *s)
+{
+    struct file_ring *r = s->ring;
+    if (!r) {
+        return;
+    }
+    /* The core closes a node only with nothing in flight. */
+    ev_fd_remove(r->loop, r->efd);
+    io_uring_queue_exit(&r->ring);
+    close(r->efd);
+    free(r);
+    s->ring = NULL;
+}
+
+static int file_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
+{
+    struct file_state *s = bs->opaque;
+    if (bs->opts.aio == AIO_THREADS || s->ring_unusable || s->hooks ||
+        (aio->write && flush_each_write(bs))) {
+        return -ENOTSUP;
+    }
+    if (!s->ring) {
+        int ret = ring_setup(bs, s, aio->loop);
+        if (ret < 0) {
+            s->ring_unusable = true;
+            log_debug("'%s': no io_uring (%s); using worker threads", bs->filename,
+                      strerror(-ret));
+            return -ENOTSUP;
+        }
+    }
+    struct file_ring *r = s->ring;
+    if (r->loop != aio->loop) {
+        return -ENOTSUP;
+    }
+    if (r->inflight >= RING_DEPTH) {
+        return -EAGAIN;
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (!sqe) {
+        return -EAGAIN;
+    }
+    struct file_aio *fa = malloc(sizeof(*fa) + aio->iovcnt * sizeof(struct iovec));
+    if (!fa) {
+        /* The entry we took stays empty: make it a no-op. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data(sqe, NULL);
+        return -EAGAIN;
+    }
+    fa->aio = aio;
+    fa->bs = bs;
+    fa->done = 0;
+    memcpy(fa->iov, aio->iov, aio->iovcnt * sizeof(struct iovec));
+    fa->cur = fa->iov;
+    fa->cnt = aio->iovcnt;
+    ring_queue(s, fa, sqe);
+    r->inflight++;
+    ring_submit(r);
+    return 0;
 }
 
 static int file_flush(struct bdrv_node *bs)
@@ -718,6 +950,7 @@ const struct bdrv_ops bdrv_file_ops = {
     .close = file_close,
     .preadv = file_preadv,
     .preadv_nowait = file_preadv_nowait,
+    .aio_submit = file_aio_submit,
     .pwritev = file_pwritev,
     .pwrite_zeroes = file_pwrite_zeroes,
     .pdiscard = file_pdiscard,

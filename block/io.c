@@ -225,6 +225,52 @@ int bdrv_preadv_nowait(struct bdrv_node *bs, uint64_t offset,
     return ret;
 }
 
+int bdrv_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
+{
+    if (!bs || !bs->drv || !bs->drv->aio_submit || !bs->drv->thread_safe) {
+        return -ENOTSUP;
+    }
+    uint32_t al = bs->request_alignment;
+    if (aio->write) {
+        /* Refusals, zero detection and read-modify-write belong to the
+         * synchronous path, which does them in one place. */
+        if (bs->read_only || bs->detect_zeroes != DETECT_ZEROES_OFF || al > 1) {
+            return -ENOTSUP;
+        }
+    } else if (al > 1 && (!is_aligned(aio->offset, al) || !is_aligned(aio->bytes, al) ||
+                          !iov_aligned(aio->iov, aio->iovcnt, al))) {
+        return -ENOTSUP;
+    }
+    if (aio->bytes == 0 || check_range(bs, aio->offset, aio->bytes) < 0) {
+        return -ENOTSUP;
+    }
+    struct bdrv_node *saved_top = aio->top;
+    if (!aio->top) {
+        aio->top = bs;
+    }
+    int ret = bs->drv->aio_submit(bs, aio);
+    if (ret < 0) {
+        aio->top = saved_top;
+        return ret;
+    }
+    if (aio->write) {
+        STAT_ADD(bs, wr_ops, 1);
+        STAT_ADD(bs, wr_bytes, aio->bytes);
+    } else {
+        STAT_ADD(bs, rd_ops, 1);
+        STAT_ADD(bs, rd_bytes, aio->bytes);
+    }
+    return 0;
+}
+
+void bdrv_aio_complete(struct bdrv_aio *aio, int ret)
+{
+    if (ret < 0 && aio->top) {
+        STAT_ADD(aio->top, errors, 1);
+    }
+    aio->complete(aio, ret);
+}
+
 int bdrv_pread(struct bdrv_node *bs, uint64_t offset, void *buf, size_t bytes)
 {
     struct iovec iov = { buf, bytes };

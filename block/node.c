@@ -264,6 +264,9 @@ static void inherit_opts(struct bdrv_open_opts *o, const struct bdrv_node *paren
     if (o->locking == LOCKING_AUTO) {
         o->locking = p->locking;
     }
+    if (o->aio == AIO_AUTO) {
+        o->aio = p->aio;
+    }
     if (!o->io_hooks) {
         o->io_hooks = p->io_hooks;
     }

@@ -17,6 +17,7 @@ static const char *const cache_names[] = {
 static const char *const discard_names[] = { "ignore", "unmap", "off", "on", NULL };
 static const char *const detect_zeroes_choices[] = { "off", "on", "unmap", NULL };
 static const char *const locking_names[] = { "auto", "on", "off", NULL };
+static const char *const aio_names[] = { "auto", "threads", "io_uring", NULL };
 
 void bdrv_open_opts_init(struct bdrv_open_opts *o)
 {
@@ -215,6 +216,13 @@ static int apply_key(struct bdrv_open_opts *o, const char *key, const char *full
             return bad_choice(full, val, locking_names, errp);
         }
         o->locking = i == 0 ? LOCKING_AUTO : i == 1 ? LOCKING_ON : LOCKING_OFF;
+        return 0;
+    }
+    if (!strcmp(key, "aio")) {
+        if ((i = find_choice(aio_names, val)) < 0) {
+            return bad_choice(full, val, aio_names, errp);
+        }
+        o->aio = i == 0 ? AIO_AUTO : i == 1 ? AIO_THREADS : AIO_IO_URING;
         return 0;
     }
     if (!strcmp(key, "offset")) {

@@ -78,6 +78,21 @@ static int raw_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t byt
     return bdrv_preadv_nowait(bs->file, s->offset + offset, iov, iovcnt);
 }
 
+static int raw_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
+{
+    struct raw_state *s = bs->opaque;
+    if (aio->write && bs->probed && aio->offset < BDRV_SECTOR_SIZE) {
+        return -ENOTSUP;    /* the sector 0 guard runs on the sync path */
+    }
+    uint64_t offset = aio->offset;
+    aio->offset += s->offset;
+    int ret = bdrv_aio_submit(bs->file, aio);
+    if (ret < 0) {
+        aio->offset = offset;
+    }
+    return ret;
+}
+
 /* Would the write make sector 0 probe as another format? Caller holds
  * bs->lock so the check and the write see the same sector. */
 static int check_sector0(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
@@ -175,6 +190,7 @@ const struct bdrv_ops bdrv_raw_ops = {
     .getlength = raw_getlength,
     .preadv = raw_preadv,
     .preadv_nowait = raw_preadv_nowait,
+    .aio_submit = raw_aio_submit,
     .pwritev = raw_pwritev,
     .pwrite_zeroes = raw_pwrite_zeroes,
     .pdiscard = raw_pdiscard,

@@ -2,10 +2,11 @@
  * tests/bench/bench-blk.c — random reads at queue depth 1, either through
  * the block backend's asynchronous API (one request in flight, completion
  * on the event loop) or with plain pread on the same file (the ceiling).
- * Prints one line: "MODE OPS SECONDS IOPS". -S reads sequentially (what
- * qemu-img bench does) instead of at random offsets.
+ * Prints one line: "MODE OPS SECONDS IOPS". -S goes sequentially (what
+ * qemu-img bench does) instead of to random offsets; -w writes (pwrite for
+ * the ceiling) instead of reading.
  *
- * Usage: bench-blk [-m blk|pread] [-S] [-c COUNT] [-s SIZE] [-t CACHE] FILE
+ * Usage: bench-blk [-m blk|pread] [-S] [-w] [-c COUNT] [-s SIZE] [-t CACHE] FILE
  */
 #include "block/block.h"
 
@@ -43,7 +44,7 @@ static void qd1_done(void *opaque, int ret)
 }
 
 static int run_blk(const char *file, const char *cache, uint64_t count, size_t size,
-                   uint64_t nblocks, bool sequential)
+                   uint64_t nblocks, bool sequential, bool write)
 {
     struct error *err = NULL;
     struct event_loop *loop = ev_loop_new(&err);
@@ -52,7 +53,8 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
         return 1;
     }
     char *s = NULL;
-    if (asprintf(&s, "driver=raw,file.filename=%s,read-only=on,cache=%s", file, cache) < 0) {
+    if (asprintf(&s, "driver=raw,file.filename=%s,read-only=%s,cache=%s", file,
+                 write ? "off" : "on", cache) < 0) {
         return 1;
     }
     struct bdrv_open_opts o;
@@ -78,7 +80,8 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
     for (uint64_t i = 0; i < count; i++) {
         uint64_t off = (next_block(&seed, sequential) % nblocks) * size;
         q.done = 0;
-        int r = blk_aio_preadv(blk, off, &iov, 1, qd1_done, &q);
+        int r = write ? blk_aio_pwritev(blk, off, &iov, 1, 0, qd1_done, &q)
+                      : blk_aio_preadv(blk, off, &iov, 1, qd1_done, &q);
         if (r < 0) {
             fprintf(stderr, "bench-blk: submit failed: %s\n", strerror(-r));
             return 1;
@@ -87,12 +90,13 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
             ev_run_once(loop, -1);
         }
         if (q.ret < 0) {
-            fprintf(stderr, "bench-blk: read failed: %s\n", strerror(-q.ret));
+            fprintf(stderr, "bench-blk: I/O failed: %s\n", strerror(-q.ret));
             return 1;
         }
     }
     double secs = (clock_ns() - t0) / 1e9;
-    printf("blk%s %" PRIu64 " %.3f %.0f\n", sequential ? "-seq" : "", count, secs, count / secs);
+    printf("blk%s%s %" PRIu64 " %.3f %.0f\n", write ? "-write" : "", sequential ? "-seq" : "",
+           count, secs, count / secs);
     blk_free(blk);
     ev_loop_free(loop);
     free(buf);
@@ -100,9 +104,9 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
 }
 
 static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nblocks,
-                     bool sequential)
+                     bool sequential, bool write)
 {
-    int fd = open(file, O_RDONLY);
+    int fd = open(file, write ? O_RDWR : O_RDONLY);
     if (fd < 0) {
         perror("bench-blk: open");
         return 1;
@@ -115,14 +119,15 @@ static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nbl
     uint64_t t0 = clock_ns();
     for (uint64_t i = 0; i < count; i++) {
         uint64_t off = (next_block(&seed, sequential) % nblocks) * size;
-        if (pread(fd, buf, size, off) != (ssize_t)size) {
-            perror("bench-blk: pread");
+        ssize_t n = write ? pwrite(fd, buf, size, off) : pread(fd, buf, size, off);
+        if (n != (ssize_t)size) {
+            perror("bench-blk: pread/pwrite");
             return 1;
         }
     }
     double secs = (clock_ns() - t0) / 1e9;
-    printf("pread%s %" PRIu64 " %.3f %.0f\n", sequential ? "-seq" : "", count, secs,
-           count / secs);
+    printf("%s%s %" PRIu64 " %.3f %.0f\n", write ? "pwrite" : "pread",
+           sequential ? "-seq" : "", count, secs, count / secs);
     close(fd);
     free(buf);
     return 0;
@@ -133,11 +138,14 @@ int main(int argc, char **argv)
     const char *mode = "blk", *cache = "writeback";
     uint64_t count = 100000;
     uint64_t size = 4096;
-    bool sequential = false;
+    bool sequential = false, write = false;
     int c;
     log_init("bench-blk", LOG_WARN);
-    while ((c = getopt(argc, argv, "m:c:s:t:S")) != -1) {
+    while ((c = getopt(argc, argv, "m:c:s:t:Sw")) != -1) {
         switch (c) {
+        case 'w':
+            write = true;
+            break;
         case 'S':
             sequential = true;
             break;
@@ -164,7 +172,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: bench-blk [-m blk|pread] [-S] [-c COUNT] [-s SIZE] [-t CACHE] FILE\n");
+        fprintf(stderr, "usage: bench-blk [-m blk|pread] [-S] [-w] [-c COUNT] [-s SIZE] [-t CACHE] FILE\n");
         return 2;
     }
     const char *file = argv[optind];
@@ -181,10 +189,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!strcmp(mode, "blk")) {
-        return run_blk(file, cache, count, size, nblocks, sequential);
+        return run_blk(file, cache, count, size, nblocks, sequential, write);
     }
     if (!strcmp(mode, "pread")) {
-        return run_pread(file, count, size, nblocks, sequential);
+        return run_pread(file, count, size, nblocks, sequential, write);
     }
     fprintf(stderr, "bench-blk: unknown mode '%s'\n", mode);
     return 2;

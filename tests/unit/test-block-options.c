@@ -68,6 +68,11 @@ START_TEST(test_all_keys)
     ck_assert_str_eq(o.backing->driver, "raw");
     bdrv_open_opts_free(&o);
 
+    parse_ok("filename=/a,aio=threads,file.aio=io_uring", &o);
+    ck_assert_int_eq(o.aio, AIO_THREADS);
+    ck_assert_int_eq(o.file->aio, AIO_IO_URING);
+    bdrv_open_opts_free(&o);
+
     parse_ok("filename=/a,cache=writethrough,cache.direct=on", &o);
     ck_assert_int_eq(o.cache, CACHE_DIRECTSYNC);
     bdrv_open_opts_free(&o);
@@ -104,6 +109,8 @@ START_TEST(test_errors)
                "Parameter 'discard' expects one of ignore, unmap, off, on: 'trim'");
     parse_fail("filename=/a,detect-zeroes=yes",
                "Parameter 'detect-zeroes' expects one of off, on, unmap: 'yes'");
+    parse_fail("filename=/a,aio=native",
+               "Parameter 'aio' expects one of auto, threads, io_uring: 'native'");
     parse_fail("filename=/a,read-only=on,read-only=off", "Parameter 'read-only' given twice");
     parse_fail("filename=/a,force-share=on",
                "force-share=on can only be used with read-only images");
