@@ -80,6 +80,50 @@ START_TEST(test_forced_ro_row)
 }
 END_TEST
 
+/* Row snapshot: the image opens like a backing file (O_RDONLY), writes go
+ * to a temporary overlay and succeed, the image stays byte for byte and
+ * mtime unchanged. */
+START_TEST(test_snapshot_row)
+{
+    struct bt_snapshot snap;
+    bt_snap(img, &snap);
+    struct bdrv_node *bs = bt_open_ok("driver=raw,file.filename=%s,snapshot=on", img);
+    ck_assert(!bdrv_is_read_only(bs));
+    ck_assert_int_eq(bt_write_fds(img), 0);
+    uint8_t buf[4096], back[4096];
+    memset(buf, 0xcd, sizeof(buf));
+    ck_assert_int_eq(bdrv_pwrite(bs, 8192, buf, sizeof(buf), 0), 0);
+    ck_assert_int_eq(bdrv_pread(bs, 8192, back, sizeof(back)), 0);
+    ck_assert_mem_eq(buf, back, sizeof(buf));
+    ck_assert_int_eq(bdrv_pread(bs, 0, back, 16), 0);
+    ck_assert_uint_eq(back[1], 8);      /* the image's own bytes below */
+    ck_assert_int_eq(bdrv_flush(bs), 0);
+    ck_assert_int_eq(bt_write_fds(img), 0);
+    bdrv_unref(bs);
+    ck_assert(bt_unchanged(img, &snap));
+    free(snap.data);
+
+    /* The drive spec's snapshot mode gives the same. */
+    struct disk_spec spec;
+    memset(&spec, 0, sizeof(spec));
+    spec.file = img;
+    spec.format = "raw";
+    spec.access = DISK_ACCESS_SNAPSHOT;
+    struct bdrv_open_opts o;
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_open_opts_from_spec(&spec, &o, &err), 0);
+    bs = bdrv_open(&o, &err);
+    ck_assert_msg(bs != NULL, "%s", err ? err->msg : "?");
+    ck_assert_int_eq(bdrv_pwrite(bs, 0, buf, 512, 0), 0);
+    ck_assert_int_eq(bt_write_fds(img), 0);
+    bdrv_unref(bs);
+    bdrv_open_opts_free(&o);
+    bt_snap(img, &snap);
+    ck_assert_uint_eq(snap.data[1], 8);
+    free(snap.data);
+}
+END_TEST
+
 /* read-only=on without force: also O_RDONLY only. */
 START_TEST(test_read_only_plain)
 {
@@ -426,6 +470,7 @@ static Suite *readonly_suite(void)
     tcase_add_test(tc, test_read_only_plain);
     tcase_add_test(tc, test_auto_writable);
     tcase_add_test(tc, test_nobody_0444);
+    tcase_add_test(tc, test_snapshot_row);
     tcase_add_test(tc, test_spec_access_modes);
     suite_add_tcase(s, tc);
 
