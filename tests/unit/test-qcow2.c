@@ -1098,6 +1098,98 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* ---- many requests in flight through the block backend ----------------- */
+
+#define SLOTS 256
+#define SLOT 16384
+
+struct aio_req {
+    int *pending;
+    int ret;
+    uint8_t buf[8192];
+};
+
+static void aio_done(void *opaque, int ret)
+{
+    struct aio_req *r = opaque;
+    r->ret = ret;
+    (*r->pending)--;
+}
+
+START_TEST(test_backend_inflight)
+{
+    ck_assert_int_eq(sh("head -c 4M /dev/urandom > b.raw && "
+                        "qemu-img create -q -f qcow2 -o cluster_size=4096 "
+                        "-b b.raw -F raw q.qcow2 4M"), 0);
+    ck_assert_int_eq(sh("cp b.raw ref.raw"), 0);
+    struct error *err = NULL;
+    struct event_loop *loop = ev_loop_new(&err);
+    ck_assert_ptr_nonnull(loop);
+    struct bdrv_open_opts o;
+    char *s = NULL;
+    ck_assert_int_ge(asprintf(&s, "driver=qcow2,file.filename=%s/q.qcow2,discard=unmap", dir), 0);
+    ck_assert_int_eq(bdrv_open_opts_parse(s, &o, &err), 0);
+    struct blk_backend *blk = blk_open(loop, &o, NULL, &err);
+    ck_assert_msg(blk != NULL, "%s", err ? err->msg : "?");
+    bdrv_open_opts_free(&o);
+    free(s);
+    char *rp = path("ref.raw");
+    int ref = open(rp, O_RDWR);
+    ck_assert_int_ge(ref, 0);
+    static struct aio_req reqs[64];
+    uint64_t written[SLOTS] = { 0 };    /* offset+1 of the last write per slot */
+    uint8_t pat[SLOTS];                 /* and its byte */
+    int slot_of[64];
+    unsigned seed = 11;
+    for (int round = 0; round < 30; round++) {
+        int pending = 0;
+        bool used[SLOTS] = { false };
+        for (int i = 0; i < 64; i++) {
+            int slot;
+            do {
+                slot = rand_r(&seed) % SLOTS;
+            } while (used[slot]);
+            used[slot] = true;
+            struct aio_req *r = &reqs[i];
+            r->pending = &pending;
+            r->ret = 1;
+            struct iovec iov = { r->buf, 4096 + (size_t)(rand_r(&seed) % 8) * 512 };
+            if (i % 2 && written[slot]) {
+                /* Read back a slot written in an earlier round. */
+                pending++;
+                iov.iov_len = 4096;
+                slot_of[i] = slot;
+                ck_assert_int_eq(blk_aio_preadv(blk, written[slot] - 1, &iov, 1, aio_done, r), 0);
+                continue;
+            }
+            uint64_t off = (uint64_t)slot * SLOT + (uint64_t)(rand_r(&seed) % 16) * 512;
+            slot_of[i] = -1;
+            pat[slot] = (uint8_t)(round * 64 + i);
+            memset(r->buf, pat[slot], iov.iov_len);
+            ck_assert_int_eq(full_pwrite(ref, r->buf, iov.iov_len, off), (ssize_t)iov.iov_len);
+            written[slot] = off + 1;
+            pending++;
+            ck_assert_int_eq(blk_aio_pwritev(blk, off, &iov, 1, 0, aio_done, r), 0);
+        }
+        while (pending) {
+            ev_run_once(loop, -1);
+        }
+        for (int i = 0; i < 64; i++) {
+            ck_assert_int_eq(reqs[i].ret, 0);
+            for (int k = 0; slot_of[i] >= 0 && k < 4096; k++) {
+                ck_assert_uint_eq(reqs[i].buf[k], pat[slot_of[i]]);
+            }
+        }
+    }
+    blk_free(blk);
+    ev_loop_free(loop);
+    close(ref);
+    free(rp);
+    ck_assert_int_eq(sh("qemu-img check -q q.qcow2 && "
+                        "qemu-img compare -q -f qcow2 -F raw q.qcow2 ref.raw"), 0);
+}
+END_TEST
+
 static Suite *qcow2_suite(void)
 {
     Suite *s = suite_create("qcow2");
@@ -1119,6 +1211,7 @@ static Suite *qcow2_suite(void)
     tcase_add_test(tc, test_resize);
     tcase_add_test(tc, test_internal_snapshots);
     tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_backend_inflight);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("header");
