@@ -323,14 +323,17 @@ static void conn_kick(struct nbd_conn *c)
     c->busy = true;
     do {
         c->dirty = false;
-        unsigned w = nbd_session_wants(c->s);
-        if (w & NBD_WANT_TLS || c->tls_handshaking) {
-            tls_step(c);
-        }
         if (nbd_session_wants(c->s) & NBD_WANT_WRITE) {
             if (!conn_write(c)) {
                 c->dead = true;
                 break;
+            }
+        }
+        /* STARTTLS's ACK is out: the handshake starts right away */
+        if ((nbd_session_wants(c->s) & NBD_WANT_TLS) && !c->tls_handshaking) {
+            tls_step(c);
+            if (!c->tls_handshaking) {
+                c->dirty = true;    /* finished (or failed) at once */
             }
         }
         conn_update(c);
