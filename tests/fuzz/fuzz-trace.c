@@ -3,9 +3,8 @@
  * a trace and as an expected file, then the trace's masks applied to the
  * expected replies and compared, as a replay would do.
  */
-#define main diskdm_trace_main
-#include "tools/trace/trace.c"
-#undef main
+#include "tools/trace/expect.c"
+#include "tools/trace/parse.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -17,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct trace t = { .path = "fuzz.trace" };
     struct entry_list want = { 0 };
     bool parsed = trace_parse(&t, a) == 0;
-    if (expected_parse("fuzz.expected", b, &want) == 0 && parsed) {
+    if (trace_expected_parse("fuzz.expected", b, &want) == 0 && parsed) {
         size_t n = 0;
         for (size_t i = 0; i < t.nsteps && n < want.n; i++) {
             const struct step *st = &t.steps[i];
@@ -25,13 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 st->kind == STEP_WINDOW_END) {
                 continue;
             }
-            char *masked = apply_masks(st, want.v[n].reply);
-            (void)reply_matches(want.v[n].reply, masked);
+            char *masked = trace_mask_reply(st, want.v[n].reply);
+            (void)trace_reply_matches(want.v[n].reply, masked);
             free(masked);
             n++;
         }
     }
-    entry_list_free(&want);
+    trace_entries_free(&want);
     trace_free(&t);
     free(a);
     free(b);

@@ -95,6 +95,15 @@ has "    got:      OK 0x0050"
 has "t.trace: 1 difference from bad1.expected"
 ok "reply difference"
 
+# a long reply: shown around its first difference
+sed 's/^OK 0x4000?/OK 0x4001?/' t.expected > bad3.expected
+run 1 "$TR" --expected bad3.expected t.trace -- "$DM" -qtest stdio
+has "t.trace:9: !pio inw 0x1f0 512"
+has "    first difference at data byte 1 (expected 512 bytes, got 512)"
+has "    expected: OK 0x4001$(printf '?%.0s' $(seq 1 87))..."
+has "    got:      OK 0x4000$(printf '?%.0s' $(seq 1 87))..."
+ok "long reply difference"
+
 # a missing IRQ line
 sed '/^@4 /,/^OK$/{/^IRQ raise 14$/d}' t.expected > bad2.expected
 run 1 "$TR" --expected bad2.expected t.trace -- "$DM" -qtest stdio
