@@ -5,6 +5,9 @@
  */
 #include "tests/unit/block-test.h"
 
+#include <sched.h>
+#include <sys/mount.h>
+
 #define IMG_SIZE (1 << 20)
 
 static char *dir, *img;
@@ -144,6 +147,53 @@ START_TEST(test_auto_writable)
     ck_assert(!bdrv_is_auto_degraded(bs));
     ck_assert_int_ge(bt_write_fds(img), 1);
     bdrv_unref(bs);
+}
+END_TEST
+
+/* EROFS: in a child with its own mount namespace, the image directory is
+ * bind-mounted read-only over itself. auto-read-only degrades, a plain
+ * read-write open fails naming the file. Without the privilege to make
+ * a mount namespace the case says so and does nothing. */
+static int erofs_child(void *arg)
+{
+    const char *path = arg;
+    if (unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount(dir, dir, NULL, MS_BIND, NULL) < 0 ||
+        mount(NULL, dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
+        fprintf(stderr, "no private read-only mount (%s): EROFS case not run\n",
+                strerror(errno));
+        return 0;
+    }
+    struct error *err = NULL;
+    char s[PATH_MAX + 64], want[PATH_MAX + 64];
+    snprintf(s, sizeof(s), "driver=raw,file.filename=%s,auto-read-only=on", path);
+    struct bdrv_node *bs = bt_open(s, &err);
+    BT_CHECK(bs, "open: %s", err ? err->msg : "?");
+    BT_CHECK(bdrv_is_read_only(bs) && bdrv_is_auto_degraded(bs), "not degraded");
+    BT_CHECK(bt_write_fds(path) == 0, "write descriptor exists");
+    bdrv_unref(bs);
+    snprintf(s, sizeof(s), "driver=raw,file.filename=%s", path);
+    bs = bt_open(s, &err);
+    BT_CHECK(!bs, "read-write open on a read-only filesystem succeeded");
+    snprintf(want, sizeof(want), "Could not open '%s': Read-only file system", path);
+    BT_CHECK(!strcmp(err->msg, want), "message '%s'", err->msg);
+    BT_CHECK(err->errnum == EROFS, "errnum %d", err->errnum);
+    error_free(err);
+    return 0;
+}
+
+START_TEST(test_erofs_auto)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        _exit(erofs_child(img));
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 END_TEST
 
@@ -471,6 +521,7 @@ static Suite *readonly_suite(void)
     tcase_add_test(tc, test_auto_writable);
     tcase_add_test(tc, test_nobody_0444);
     tcase_add_test(tc, test_snapshot_row);
+    tcase_add_test(tc, test_erofs_auto);
     tcase_add_test(tc, test_spec_access_modes);
     suite_add_tcase(s, tc);
 
