@@ -98,7 +98,13 @@ expect_fail 1 "diskdm-xl: device model for domain 3 exited (status 1)" \
     $XL --diskdm /bin/false create --domid 3 --disk "$T/a.img,,hda"
 xs_absent /local/domain/3/domid
 xs_absent /local/domain/0/backend/vbd/3/768/mode
-ok "device model exits early"
+printf '#!/bin/sh\nexec sleep 37\n' > "$T/slow-dm"
+chmod +x "$T/slow-dm"
+expect_fail 1 "diskdm-xl: device model for domain 3 did not report running within 1 s" \
+    $XL --timeout 1 --diskdm "$T/slow-dm" create --domid 3 --disk "$T/a.img,,hda"
+xs_absent /local/domain/3/domid
+! pgrep -fx "sleep 37" >/dev/null || fail "the slow device model was left running"
+ok "device model exits early or hangs"
 
 # Usage errors exit 2.
 expect_fail 2 "diskdm-xl: create: --domid N is required

@@ -469,6 +469,22 @@ static void stop_dm(struct xl_ctx *c, int domid)
     }
 }
 
+/* SIGTERM, then SIGKILL after the timeout; reaped. */
+static void stop_child(struct xl_ctx *c, pid_t pid)
+{
+    uint64_t deadline = now_ms() + c->timeout_ms;
+
+    kill(pid, SIGTERM);
+    while (waitpid(pid, NULL, WNOHANG) == 0) {
+        if (now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            break;
+        }
+        nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000000 }, NULL);
+    }
+}
+
 static const char *find_diskdm(void)
 {
     static char path[PATH_MAX];
@@ -637,9 +653,10 @@ static int cmd_create(struct xl_ctx *c, int argc, char **argv)
         ret = 1;
     }
     if (ret) {
-        /* as libxl does: a domain that failed to start is destroyed */
-        stop_dm(c, a.domid);
-        waitpid(pid, NULL, WNOHANG);
+        /* as libxl does: a domain that failed to start is destroyed; the
+         * device model is our child, whatever its name */
+        if (r != -ECHILD)
+            stop_child(c, pid);
         remove_domain_keys(c, a.domid);
     }
 out:
