@@ -34,6 +34,7 @@ struct file_ring {
     struct event_loop *loop;
     int efd;                /* eventfd the ring signals completions on */
     unsigned inflight;
+    struct ev_timer *retry; /* a failed submit is retried from here */
 };
 
 struct file_state {
@@ -549,17 +550,27 @@ static void ring_queue(struct file_state *s, struct file_aio *fa, struct io_urin
     io_uring_sqe_set_data(sqe, fa);
 }
 
-/* Submit what is queued. The kernel has taken the entries unless the call
- * failed with something other than EINTR, which a ring of our size does
- * not do; then the entries stay queued and go with the next submit. */
+static void ring_submit(struct file_ring *r);
+
+static void ring_retry(void *opaque)
+{
+    struct file_ring *r = opaque;
+    r->retry = NULL;
+    ring_submit(r);
+}
+
+/* Submit what is queued. Should the kernel refuse for now (EAGAIN, EBUSY:
+ * not expected with our depth), the entries stay queued and a timer tries
+ * again, so no request waits for unrelated traffic. */
 static void ring_submit(struct file_ring *r)
 {
     int n;
     do {
         n = io_uring_submit(&r->ring);
     } while (n == -EINTR);
-    if (n < 0) {
-        log_warn("io_uring submit failed: %s", strerror(-n));
+    if (n < 0 && !r->retry) {
+        log_warn("io_uring submit failed: %s; retrying", strerror(-n));
+        r->retry = ev_timer_add(r->loop, 1, ring_retry, r);
     }
 }
 
@@ -684,6 +695,7 @@ static void ring_free(struct file_state *s)
         return;
     }
     /* The core closes a node only with nothing in flight. */
+    ev_timer_cancel(r->loop, r->retry);
     ev_fd_remove(r->loop, r->efd);
     io_uring_queue_exit(&r->ring);
     close(r->efd);
