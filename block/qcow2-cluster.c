@@ -161,14 +161,14 @@ static uint8_t *l2_table_ex(struct qcow2_state *s, uint64_t i, uint64_t *l2_off,
         return NULL;
     }
     if (off & s->cluster_mask) {
-        log_error("qcow2 '%s': L2 table offset %#" PRIx64 " is not cluster aligned",
-                  s->bs->filename, off);
+        qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " is not cluster aligned",
+                                off);
         *ret = -EIO;
         return NULL;
     }
     if (off + s->cluster_size > s->file_len) {
-        log_error("qcow2 '%s': L2 table at %#" PRIx64 " lies beyond the end of the file",
-                  s->bs->filename, off);
+        qcow2_signal_corruption(s, "L2 table at %#" PRIx64 " lies beyond the end of the file",
+                                off);
         *ret = -EIO;
         return NULL;
     }
@@ -221,8 +221,7 @@ static int get_mapping_ex(struct qcow2_state *s, uint64_t off, uint64_t bytes,
     enum qcow2_ctype t0 = qcow2_classify(s, e0);
     uint64_t h0 = e0 & QCOW2_L2E_OFFSET_MASK;
     if ((t0 == QCOW2_C_NORMAL || t0 == QCOW2_C_ZERO_ALLOC) && (h0 & s->cluster_mask)) {
-        log_error("qcow2 '%s': cluster offset %#" PRIx64 " is not cluster aligned",
-                  s->bs->filename, h0);
+        qcow2_signal_corruption(s, "cluster offset %#" PRIx64 " is not cluster aligned", h0);
         return -EIO;
     }
     uint64_t i = 1;
@@ -816,6 +815,9 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
     uint64_t done = 0;
     int ret = 0;
 
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT) {
+        return -EIO;    /* marked corrupt while open: writes stop */
+    }
     if (offset >= s->size) {
         return 0;       /* the aligned tail of an unaligned size */
     }
@@ -960,6 +962,9 @@ int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
                            unsigned flags)
 {
     struct qcow2_state *s = bs->opaque;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT) {
+        return -EIO;
+    }
     if (s->version < 3) {
         return -ENOTSUP;
     }
@@ -998,6 +1003,9 @@ int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes)
     uint64_t b = end == s->size ? qcow2_align_up(s, end) : end & ~s->cluster_mask;
     if (a >= b) {
         return 0;       /* advisory: partial clusters stay */
+    }
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT) {
+        return -EIO;
     }
     pthread_rwlock_wrlock(&s->io_lock);
     pthread_mutex_lock(&bs->lock);

@@ -149,8 +149,8 @@ static uint8_t *block_for(struct qcow2_state *s, uint64_t cluster, bool alloc, i
         off = s->rt[idx] & QCOW2_RT_OFFSET_MASK;
     }
     if ((off & s->cluster_mask) || off + s->cluster_size > s->file_len) {
-        log_error("qcow2 '%s': refcount block at %#" PRIx64 " is unaligned or "
-                  "beyond the end of the file", s->bs->filename, off);
+        qcow2_signal_corruption(s, "refcount block at %#" PRIx64 " is unaligned or "
+                                "beyond the end of the file", off);
         *ret = -EIO;
         return NULL;
     }
@@ -456,8 +456,7 @@ int qcow2_free_clusters(struct qcow2_state *s, uint64_t off, uint64_t len)
             return ret;
         }
         if (rc == 0) {
-            log_error("qcow2 '%s': freeing cluster %" PRIu64 " whose refcount is 0",
-                      s->bs->filename, c);
+            qcow2_signal_corruption(s, "freeing cluster %" PRIu64 " whose refcount is 0", c);
             return -EIO;
         }
         ret = qcow2_set_refcount(s, c, rc - 1);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,28 @@ int qcow2_set_incompat(struct qcow2_state *s, uint64_t incompat)
         s->incompat = incompat;
     }
     return ret;
+}
+
+void qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
+{
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        msg = NULL;
+    }
+    va_end(ap);
+    if (s->writable && !(s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
+        /* As QEMU: stop writing and say so in the header, so the damage
+         * cannot spread; `check -r all` (or qemu-img) repairs. */
+        log_error("qcow2 '%s': marking image as corrupt: %s", s->bs->filename,
+                  msg ? msg : "?");
+        qcow2_set_incompat(s, s->incompat | QCOW2_INCOMPAT_CORRUPT);
+        s->incompat |= QCOW2_INCOMPAT_CORRUPT;
+    } else {
+        log_error("qcow2 '%s': %s", s->bs->filename, msg ? msg : "?");
+    }
+    free(msg);
 }
 
 /* Name of a feature bit from the image's feature-name table, or NULL. */

@@ -222,6 +222,9 @@ static inline uint64_t qcow2_align_up(const struct qcow2_state *s, uint64_t v)
 int qcow2_write_header_field(struct qcow2_state *s, unsigned off,
                              const void *buf, size_t len);
 int qcow2_set_incompat(struct qcow2_state *s, uint64_t incompat);
+/* Metadata found inconsistent: log it and, on a writable image, set the
+ * corrupt bit so nothing more is written. Caller holds bs->lock. */
+void qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...) PRINTF_FMT(2, 3);
 
 /* ---- qcow2-cluster.c ----------------------------------------------- */
 int qcow2_cache_init(struct qcow2_cache *c, unsigned nb_tables, uint32_t table_size);

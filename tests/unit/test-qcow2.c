@@ -759,6 +759,14 @@ START_TEST(test_hostile_images)
     uint8_t b[4096];
     ck_assert_int_eq(bdrv_pread(bs, 0, b, sizeof(b)), -EIO);
     bdrv_unref(bs);
+    /* Read-write, the image is marked corrupt and writes stop. */
+    ck_assert_uint_eq(peek64("h.qcow2", 72) & 2, 0);
+    bs = open_fmt("h.qcow2", "");
+    ck_assert_int_eq(bdrv_pread(bs, 0, b, sizeof(b)), -EIO);
+    ck_assert_int_eq(bdrv_pwrite(bs, 1 << 20, b, sizeof(b), 0), -EIO);
+    bdrv_unref(bs);
+    ck_assert_uint_eq(peek64("h.qcow2", 72) & 2, 2);
+    expect_open_error("", "Image is corrupt; cannot be opened read/write", EACCES);
     fresh("");
     l1 = peek64("h.qcow2", 40);
     uint64_t l2 = peek64("h.qcow2", (long)l1) & 0x00fffffffffffe00ull;
