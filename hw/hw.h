@@ -43,8 +43,9 @@ void machine_pio_write(struct machine *m, uint16_t port, unsigned size,
 
 /*
  * Guest-physical memory: RAM, MMIO (PCI BARs, MSI window) and unassigned
- * space (reads all ones, writes dropped). Little endian. Returns 0, or
- * -EFAULT only for accesses that wrap the address space.
+ * space (reads zero, as QEMU's unassigned memory does; writes dropped).
+ * Little endian. Returns 0, or -EFAULT only for accesses that wrap the
+ * address space.
  */
 int machine_mem_read(struct machine *m, uint64_t addr, void *buf, size_t len);
 int machine_mem_write(struct machine *m, uint64_t addr, const void *buf,
