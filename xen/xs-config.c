@@ -265,33 +265,33 @@ static int check_link(struct xs_handle *xs, int domid, struct xen_disk_cfg *d,
 
     ret = read_key(xs, d->fe_path, "backend", &d->be_path, errp);
     if (ret < 0)
-        goto out;
+        goto out_free;
     if (!d->be_path) {
         reject(d, "frontend %s has no 'backend' key", d->fe_path);
-        goto out;
+        goto out_free;
     }
     if (strcmp(d->be_path, want_vbd) && strcmp(d->be_path, want_qdisk)) {
         reject(d, "frontend %s names backend %s, expected %s or %s",
                d->fe_path, d->be_path, want_vbd, want_qdisk);
-        goto out;
+        goto out_free;
     }
     ret = read_key(xs, d->be_path, "frontend", &befe, errp);
     if (ret < 0)
-        goto out;
+        goto out_free;
     if (!befe || strcmp(befe, d->fe_path)) {
         reject(d, "backend %s points to frontend %s, not %s", d->be_path,
                befe ? befe : "(none)", d->fe_path);
-        goto out;
+        goto out_free;
     }
     ret = read_key(xs, d->be_path, "frontend-id", &feid, errp);
     if (ret < 0)
-        goto out;
+        goto out_free;
     if (feid && atoi(feid) != domid) {
         reject(d, "backend %s has frontend-id %s, not %d", d->be_path, feid, domid);
-        goto out;
+        goto out_free;
     }
     d->linked = true;
-out:
+out_free:
     free(befe);
     free(feid);
     free(want_vbd);
@@ -345,23 +345,23 @@ int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
         (ret = read_key(xs, d->be_path, "specification", &spec_name, errp)) < 0 ||
         (ret = read_key(xs, d->be_path, "format", &fmt_key, errp)) < 0 ||
         (ret = read_key(xs, d->be_path, "discard-enable", &discard, errp)) < 0)
-        goto out;
+        goto out_free;
     if (!devtype && (ret = read_key(xs, d->fe_path, "device-type", &devtype, errp)) < 0)
-        goto out;
+        goto out_free;
 
     if (!d->vdev) {
         reject(d, "backend %s has no 'dev' key", d->be_path);
-        goto out;
+        goto out_free;
     }
     vdevid = xen_vdev_devid(d->vdev, &disk, &part);
     if (vdevid < 0) {
         reject(d, "Invalid or unsupported virtual disk identifier %s", d->vdev);
-        goto out;
+        goto out_free;
     }
     if (vdevid != d->devid) {
         reject(d, "vbd %d has dev %s, whose device number is %d", d->devid,
                d->vdev, vdevid);
-        goto out;
+        goto out_free;
     }
     if (!devtype || !strcmp(devtype, "disk")) {
         cdrom = false;
@@ -369,44 +369,44 @@ int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
         cdrom = true;
     } else {
         reject(d, "unknown device-type '%s'", devtype);
-        goto out;
+        goto out_free;
     }
     if (spec_name && strcmp(spec_name, "xen") && strcmp(spec_name, "virtio")) {
         reject(d, "unknown specification '%s'", spec_name);
-        goto out;
+        goto out_free;
     }
     virtio = !strncmp(d->vdev, "vd", 2) || (spec_name && !strcmp(spec_name, "virtio"));
     if (!virtio && strncmp(d->vdev, "hd", 2)) {
         /* xvd and sd without virtio are for a PV backend, not emulated. */
         d->kind = XEN_DISK_PV_ONLY;
-        goto out;
+        goto out_free;
     }
     if (part != 0 && part != -1) {
         reject(d, "dev %s names a partition; only whole disks are emulated", d->vdev);
-        goto out;
+        goto out_free;
     }
     if (virtio && cdrom) {
         reject(d, "%s: a CD-ROM cannot be a virtio disk", d->vdev);
-        goto out;
+        goto out_free;
     }
 
     if (xen_parse_mode(d->mode, &access, &d->no_locking, &perr) < 0) {
         reject(d, "%s", perr->msg);
         error_free(perr);
-        goto out;
+        goto out_free;
     }
     if (!d->params && !cdrom) {
         reject(d, "backend %s has no 'params' key", d->be_path);
-        goto out;
+        goto out_free;
     }
     if (xen_parse_params(d->params ? d->params : "", &format, &path, &perr) < 0) {
         reject(d, "%s", perr->msg);
         error_free(perr);
-        goto out;
+        goto out_free;
     }
     if (!*path && !cdrom) {
         reject(d, "%s: a hard disk needs an image (params is empty)", d->vdev);
-        goto out;
+        goto out_free;
     }
     if (!format && fmt_key && *fmt_key)
         format = strdup(!strcmp(fmt_key, "aio") ? "raw" : fmt_key);
@@ -433,7 +433,7 @@ int xen_disk_cfg_read(struct xs_handle *xs, int domid, const char *devid_name,
         reject(d, "%s: %s", d->vdev, perr->msg);
         error_free(perr);
     }
-out:
+out_free:
     free(devtype);
     free(spec_name);
     free(fmt_key);

@@ -313,7 +313,7 @@ static void vbd_mode_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
         }
         report_disk_error(dm, v, msg);
         free(msg);
-        goto out;
+        goto out_free;
     }
     want_ro = access != DISK_ACCESS_RW || v->cfg.spec.media == DISK_MEDIA_CDROM;
     if (want_ro != v->read_only) {
@@ -324,7 +324,7 @@ static void vbd_mode_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
                      err->msg);
             error_free(err);
             report_disk_error(dm, v, msg);
-            goto out;
+            goto out_free;
         }
         v->read_only = want_ro;
         log_info("vbd %d: %s is now %s", v->cfg.devid, v->cfg.vdev,
@@ -335,7 +335,7 @@ static void vbd_mode_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
     mode = NULL;
     if (ack)
         write_disk_info(dm, v);
-out:
+out_free:
     free(mode);
 }
 
@@ -355,7 +355,7 @@ static void vbd_params_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
     if (v->cfg.spec.media != DISK_MEDIA_CDROM) {
         log_warn("vbd %d: params of hard disk %s changed; ignored until "
                  "re-attached", v->cfg.devid, v->cfg.vdev);
-        goto out;
+        goto out_free;
     }
     free(v->cur_params);
     v->cur_params = params;
@@ -399,7 +399,7 @@ out_ack:
     v->tray_open = blk_dev_is_tray_open(v->blk);
     if (ack)
         write_disk_info(dm, v);
-out:
+out_free:
     free(format);
     free(path);
     free(params);
@@ -642,33 +642,33 @@ struct xen_dm *xen_dm_start(struct event_loop *loop, struct machine *m,
         return NULL;
     }
     if (xen_disks_read(dm->xs, domid, &disks, &n, &err) < 0)
-        goto fail;
+        goto out_teardown;
     for (i = 0; i < n; i++)
         if (vbd_add(dm, &disks[i], false, &err) < 0)
-            goto fail;
+            goto out_teardown;
     free(disks);
     disks = NULL;
 
     if (!xs_watch(dm->xs, dm->vbd_dir, TOKEN_VBDS)) {
         error_setg_errno(&err, errno, "cannot watch %s", dm->vbd_dir);
-        goto fail;
+        goto out_teardown;
     }
     dm->fd = xs_fileno(dm->xs);
     if (dm->fd < 0 || ev_fd_add(loop, dm->fd, EPOLLIN, xs_events, dm) < 0) {
         dm->fd = -1;
         error_setg(&err, "cannot poll the xenstore connection");
-        goto fail;
+        goto out_teardown;
     }
     dm->eject_timer = ev_timer_add(loop, EJECT_POLL_MS, eject_tick, dm);
     if (xen_dm_write_state(dm->xs, domid, "running", NULL) < 0) {
         error_setg_errno(&err, errno, "cannot write device-model state");
-        goto fail;
+        goto out_teardown;
     }
     log_info("domain %d: %zu disk(s) attached, state running", domid,
              xen_dm_disk_count(dm));
     return dm;
 
-fail:
+out_teardown:
     for (; disks && i < n; i++)
         xen_disk_cfg_free(&disks[i]);
     free(disks);

@@ -613,7 +613,7 @@ static int cmd_create(struct xl_ctx *c, int argc, char **argv)
         die("domain %d already exists", a.domid);
     in_transaction(c, write_domain, &a, "writing the domain's disks");
     if (no_start)
-        goto out;
+        goto out_free_vbds;
 
     pid = spawn_dm(c, a.domid, dm_log, argv + optind, argc - optind);
     snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
@@ -659,7 +659,7 @@ static int cmd_create(struct xl_ctx *c, int argc, char **argv)
             stop_child(c, pid);
         remove_domain_keys(c, a.domid);
     }
-out:
+out_free_vbds:
     for (size_t i = 0; i < a.n; i++)
         vbd_free(&a.vbds[i]);
     free(a.vbds);
