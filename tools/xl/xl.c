@@ -485,9 +485,10 @@ static void stop_child(struct xl_ctx *c, pid_t pid)
     }
 }
 
-static const char *find_diskdm(void)
+/* diskdm next to this program, else "diskdm" from PATH; malloc'ed. */
+static char *find_diskdm(void)
 {
-    static char path[PATH_MAX];
+    char path[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 16);
     char *slash;
 
@@ -497,10 +498,10 @@ static const char *find_diskdm(void)
         if (slash) {
             strcpy(slash + 1, "diskdm");
             if (access(path, X_OK) == 0)
-                return path;
+                return strdup(path);
         }
     }
-    return "diskdm";
+    return strdup("diskdm");
 }
 
 static pid_t spawn_dm(struct xl_ctx *c, int domid, const char *dm_log,
@@ -1010,6 +1011,7 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct xl_ctx c = { .timeout_ms = DEFAULT_TIMEOUT_S * 1000 };
+    char *found = NULL;
     int opt, ret;
 
     log_init("diskdm-xl", LOG_WARN);
@@ -1035,7 +1037,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!c.diskdm || !*c.diskdm)
-        c.diskdm = find_diskdm();
+        c.diskdm = found = find_diskdm();
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
         if (strcmp(argv[optind], commands[i].name))
             continue;
@@ -1048,6 +1050,7 @@ int main(int argc, char **argv)
         }
         ret = commands[i].fn(&c, argc - optind, argv + optind);
         xs_close(c.xs);
+        free(found);
         return ret;
     }
     die_usage("unknown command '%s'", argv[optind]);
