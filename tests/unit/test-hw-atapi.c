@@ -485,6 +485,61 @@ START_TEST(writable_medium_has_no_writes)
 }
 END_TEST
 
+static ssize_t eio_preadv(void *opaque, int fd, const struct iovec *iov, int iovcnt,
+                          off_t off)
+{
+    return -EIO;
+}
+
+START_TEST(medium_error)
+{
+    struct error *err = NULL;
+    static const struct bdrv_io_hooks hooks = { .preadv = eio_preadv };
+    struct bdrv_open_opts o;
+
+    cd_attach(0, NULL);
+    char *iso = hwt_make_image(T.dir, "bad.iso", CD_SIZE);
+    bdrv_open_opts_init(&o);
+    o.driver = strdup("raw");
+    o.read_only = (struct opt_bool){ .set = true, .value = true };
+    o.file = calloc(1, sizeof(*o.file));
+    bdrv_open_opts_init(o.file);
+    o.file->driver = strdup("file");
+    o.file->filename = strdup(iso);
+    o.file->io_hooks = &hooks;
+    struct bdrv_node *bs = bdrv_open(&o, &err);
+    ck_assert_msg(bs != NULL, "%s", err ? err->msg : "?");
+    bdrv_open_opts_free(&o);
+    ck_assert_int_eq(blk_insert(T.blk[3], bs, &err), 0);
+    bdrv_unref(bs);
+    /* consume the media change reports */
+    expect_check(tur, 0x02, 0x3a);
+    expect_check(tur, 0x06, 0x28);
+    /* an unreadable sector: MEDIUM ERROR / UNRECOVERED READ ERROR */
+    uint8_t rd[12] = { 0x28, 0, 0, 0, 0, 1, 0, 0, 1 };
+    send_packet(rd, 2048, false);
+    wait_not_busy();
+    ck_assert_uint_eq(inb(&T, BASE + 7), 0x41);
+    ck_assert_uint_eq(inb(&T, BASE + 1), 0x30);
+    uint8_t k, a;
+    request_sense(&k, &a);
+    ck_assert_uint_eq(k, 0x03);
+    ck_assert_uint_eq(a, 0x11);
+    /* and by DMA */
+    hwt_enable_bmdma(&T);
+    hwt_writel(&T, PRD_ADDR, BUF_ADDR);
+    hwt_writel(&T, PRD_ADDR + 4, 0x80000800u);
+    send_packet(rd, 0, true);
+    outl(&T, BMDMA_BASE + 8 + 4, PRD_ADDR);
+    outb(&T, BMDMA_BASE + 8, 0x09);
+    hwt_wait(&T, !(inb(&T, BMDMA_BASE + 10) & 0x01));
+    ck_assert_uint_eq(inb(&T, BASE + 7), 0x41);
+    ck_assert_uint_eq(inb(&T, BASE + 1), 0x30);
+    outb(&T, BMDMA_BASE + 8, 0);
+    free(iso);
+}
+END_TEST
+
 START_TEST(resets)
 {
     cd_attach(CD_SIZE, NULL);
@@ -531,6 +586,7 @@ static Suite *suite(void)
     tcase_add_test(tc, guest_eject);
     tcase_add_test(tc, read_only_data_protect);
     tcase_add_test(tc, writable_medium_has_no_writes);
+    tcase_add_test(tc, medium_error);
     tcase_add_test(tc, resets);
     suite_add_tcase(s, tc);
     return s;
