@@ -786,6 +786,132 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     return 0;
 }
 
+/*
+ * What an unallocated or plain-zero cluster at guest `start` reads as,
+ * for copy-on-write: NULL for zeroes, else `buf` filled from the backing
+ * chain. Caller holds the lock.
+ */
+static const uint8_t *cow_source(struct bdrv_node *bs, enum qcow2_ctype type,
+                                 uint64_t start, uint8_t *buf, int *ret)
+{
+    struct qcow2_state *s = bs->opaque;
+    *ret = 0;
+    if (type != QCOW2_C_UNALLOCATED || !bs->backing) {
+        return NULL;
+    }
+    uint64_t have = MIN(s->cluster_size, s->size - start);
+    struct iovec v = { buf, have };
+    *ret = read_backing(bs, start, have, &v, 1, 0);
+    if (have < s->cluster_size) {
+        memset(buf + have, 0, s->cluster_size - have);
+    }
+    return *ret < 0 ? NULL : buf;
+}
+
+/*
+ * Allocating write over several clusters that map nothing yet
+ * (unallocated or plain zero, so nothing is freed): contiguous clusters
+ * from the pool, one write for the data with the copy-on-write head and
+ * tail, then one write for the L2 entries. Returns bytes written (at
+ * least one cluster's worth, at most `n`), 0 when the run is not such a
+ * case (use alloc_write), or -errno. Caller holds the lock.
+ */
+static int64_t alloc_write_run(struct bdrv_node *bs, uint64_t cur, uint64_t n,
+                               const struct iovec *iov, int iovcnt, size_t iov_off)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
+    uint64_t start = cur & ~s->cluster_mask, head = cur - start;
+    uint64_t ncl = (head + n + s->cluster_mask) >> s->cluster_bits;
+    uint64_t l2_off;
+    int ret;
+
+    ncl = MIN(ncl, s->l2_size - l2_index);
+    if (ncl < 2) {
+        return 0;
+    }
+    uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+    if (!t) {
+        return ret;
+    }
+    uint64_t k = 0;
+    enum qcow2_ctype first = QCOW2_C_UNALLOCATED, last = QCOW2_C_UNALLOCATED;
+    for (; k < ncl; k++) {
+        enum qcow2_ctype ty = qcow2_classify(s, qcow2_be64(t + (l2_index + k) * 8));
+        if (ty != QCOW2_C_UNALLOCATED && ty != QCOW2_C_ZERO_PLAIN) {
+            break;
+        }
+        if (k == 0) {
+            first = ty;
+        }
+        last = ty;
+    }
+    if (k < 2) {
+        return 0;
+    }
+    if (s->pool_next == s->pool_end) {
+        bool fresh;
+        int64_t h = qcow2_alloc_cluster(s, &fresh);     /* refills the pool */
+        if (h < 0) {
+            return h;
+        }
+        s->pool_next--;     /* give it back: it starts the run below */
+    }
+    k = MIN(k, s->pool_end - s->pool_next);
+    uint64_t host = s->pool_next << s->cluster_bits;
+    bool fresh = s->pool_fresh;
+    s->pool_next += k;
+
+    uint64_t wlen = MIN(head + n, k << s->cluster_bits) - head;
+    uint64_t tail = (k << s->cluster_bits) - head - wlen;
+    const uint8_t *hsrc = NULL, *tsrc = NULL;
+    if (head) {
+        hsrc = cow_source(bs, first, start, s->cow_buf, &ret);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (tail) {
+        uint64_t tstart = start + ((k - 1) << s->cluster_bits);
+        tsrc = cow_source(bs, last, tstart, s->cow_buf2, &ret);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    struct iovec v[IOV_STACK + 2];
+    int cnt = 0;
+    uint64_t wstart = host + head;
+    if (head && (hsrc || !fresh)) {
+        v[cnt++] = (struct iovec){ (void *)(hsrc ? hsrc : s->zero_cluster), head };
+        wstart = host;
+    }
+    int m = iov_slice(iov, iovcnt, iov_off, wlen, v + cnt, IOV_STACK);
+    if (m < 0) {
+        s->pool_next -= k;  /* too many pieces: one cluster at a time */
+        return 0;
+    }
+    cnt += m;
+    if (tail && (tsrc || !fresh)) {
+        uint64_t in_last = s->cluster_size - tail;
+        v[cnt++] = (struct iovec){ (void *)((tsrc ? tsrc : s->zero_cluster) + in_last), tail };
+    }
+    ret = bdrv_pwritev(s->file, wstart, v, cnt, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    for (uint64_t i = 0; i < k; i++) {
+        qcow2_put_be64(s->l2_batch + i * 8, (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED);
+    }
+    ret = bdrv_pwrite(s->file, l2_off + l2_index * 8, s->l2_batch, k * 8, 0);
+    if (ret < 0) {
+        qcow2_cache_drop(&s->l2_cache, l2_off);
+        return ret;
+    }
+    memcpy(t + l2_index * 8, s->l2_batch, k * 8);
+    return (int64_t)wlen;
+}
+
 void qcow2_reclaim(struct qcow2_state *s)
 {
     for (unsigned i = 0; i < s->nb_pending; i++) {
@@ -852,7 +978,17 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                 slice_done(&sl);
             }
         } else {
-            if (ret == 0) {
+            bool batched = false;
+            if (ret == 0 && (type == QCOW2_C_UNALLOCATED || type == QCOW2_C_ZERO_PLAIN)) {
+                int64_t w = alloc_write_run(bs, cur, n, iov, iovcnt, done);
+                if (w < 0) {
+                    ret = (int)w;
+                } else if (w > 0) {
+                    n = (uint64_t)w;
+                    batched = true;
+                }
+            }
+            if (ret == 0 && !batched) {
                 n = MIN(bytes - done, s->cluster_size - (cur & s->cluster_mask));
                 ret = alloc_write(bs, cur, n, iov, iovcnt, done);
             }

@@ -105,7 +105,9 @@ static void free_state(struct qcow2_state *s)
     free(s->rt);
     free(s->zero_cluster);
     free(s->cow_buf);
-    s->cow_buf = NULL;
+    free(s->cow_buf2);
+    free(s->l2_batch);
+    s->cow_buf = s->cow_buf2 = s->l2_batch = NULL;
     s->backing_file = s->backing_fmt = s->full_backing_file = NULL;
     s->l1 = NULL;
     s->rt = NULL;
@@ -546,7 +548,9 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     if (qcow2_cache_init(&s->l2_cache, l2_nb, s->cluster_size) < 0 ||
         qcow2_cache_init(&s->rb_cache, 16, s->cluster_size) < 0 ||
         !(s->zero_cluster = calloc(1, s->cluster_size)) ||
-        !(s->cow_buf = malloc(s->cluster_size))) {
+        !(s->cow_buf = malloc(s->cluster_size)) ||
+        !(s->cow_buf2 = malloc(s->cluster_size)) ||
+        !(s->l2_batch = malloc(s->cluster_size))) {
         FAIL(-ENOMEM, "Out of memory");
     }
     s->free_hint = 1;

@@ -174,6 +174,8 @@ struct qcow2_state {
 
     uint8_t *zero_cluster;          /* one cluster of zeroes, read-only use */
     uint8_t *cow_buf;               /* one cluster, used under the lock */
+    uint8_t *cow_buf2;              /* another (tail of a multi-cluster write) */
+    uint8_t *l2_batch;              /* new L2 entries of a multi-cluster write */
     bool writable;                  /* opened read-write and header clean */
 };
 
