@@ -487,11 +487,14 @@ static void cmd_mode_sense(struct ide_drive *s, uint8_t *buf)
         atapi_cmd_reply(s, 16, max_len);
         return;
     case 0x0e:      /* audio control */
-        memset(buf, 0, 24);
+        /* Only these bytes are set; the rest is whatever the buffer held,
+         * exactly as QEMU answers. */
+        memset(buf, 0, 8);
         stw_be(buf, 24 - 2);
         buf[2] = 0x70;
         buf[8] = 0x0e;
         buf[9] = 24 - 10;
+        buf[17] = buf[19] = buf[21] = buf[23] = 0;
         atapi_cmd_reply(s, 24, max_len);
         return;
     case 0x2a:      /* capabilities */

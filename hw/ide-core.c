@@ -176,8 +176,6 @@ static uint8_t ioport_read(struct ide_bus *bus, unsigned reg)
     bool hob = bus->cmd & IDE_CTRL_HOB;
 
     switch (reg) {
-    case 0:
-        return 0xff;
     case 1:
         if (reads_absent(bus, s))
             return 0;
@@ -272,15 +270,16 @@ static void ioport_write(struct ide_bus *bus, unsigned reg, uint8_t val)
 
 /*
  * The command block (8 ports). Like QEMU's port lists: the data port
- * takes 16/32-bit accesses, the others bytes; a 16-bit access to a byte
- * register is two byte accesses, a 32-bit one reads all ones.
+ * takes 16/32-bit accesses, and a byte access there moves a whole word
+ * (QEMU 7.2 observed); the others take bytes, a 16-bit access to them is
+ * two byte accesses, a 32-bit one reads all ones.
  */
 static uint64_t cmd_region_read(void *opaque, uint64_t off, unsigned size)
 {
     struct ide_bus *bus = opaque;
 
-    if (off == 0 && size > 1)
-        return data_read(bus, size);
+    if (off == 0)
+        return data_read(bus, size == 1 ? 2 : size);
     if (size == 1)
         return ioport_read(bus, off);
     if (size == 2)
@@ -293,8 +292,8 @@ static void cmd_region_write(void *opaque, uint64_t off, unsigned size,
 {
     struct ide_bus *bus = opaque;
 
-    if (off == 0 && size > 1) {
-        data_write(bus, size, (uint32_t)val);
+    if (off == 0) {
+        data_write(bus, size == 1 ? 2 : size, (uint32_t)val);
     } else if (size == 1) {
         ioport_write(bus, off, val);
     } else if (size == 2) {
