@@ -240,7 +240,7 @@ out_close:
 static int target_read_line(struct target *tg, char **line)
 {
     for (;;) {
-        char *nl = memchr(tg->buf, '\n', tg->len);
+        char *nl = tg->len ? memchr(tg->buf, '\n', tg->len) : NULL;
         if (nl) {
             size_t n = nl - tg->buf;
             *line = strndup(tg->buf, n);
