@@ -185,7 +185,9 @@ static int bs_collect(struct bs_job *j)
             .depth = depth < 0 ? 0 : (uint32_t)depth + 1,
             .fd = -1,
         };
-        if (j->want_fd && ex->zc_fd >= 0 && !(ret & BDRV_BLOCK_ZERO)) {
+        /* only this node's own data lives in the descriptor's file */
+        if (j->want_fd && ex->zc_fd >= 0 && depth == 0 &&
+            (ret & BDRV_BLOCK_DATA) && !(ret & BDRV_BLOCK_ZERO)) {
             if (ret & BDRV_BLOCK_OFFSET_VALID) {
                 e.fd = ex->zc_fd;
                 e.foff = map;
@@ -261,8 +263,14 @@ static const struct nbd_export_ops blk_export_ops = {
 /* Open / close                                                        */
 /* ------------------------------------------------------------------ */
 
-/* A second, read-only descriptor on the raw image file lets reads be
- * spliced to the socket without passing through user space. */
+/*
+ * A second, read-only descriptor on the image file lets reads be spliced
+ * to the socket without passing through user space: for raw images, and
+ * for clusters of a read-only qcow2 image itself (its backing files and
+ * compressed clusters still go through the block layer). A writable qcow2
+ * image could move a cluster between block status and the send, so it
+ * never takes this path.
+ */
 static void setup_zero_copy(struct nbd_blk_export *ex, enum cache_mode cache)
 {
     ex->zc_fd = -1;
@@ -271,8 +279,11 @@ static void setup_zero_copy(struct nbd_blk_export *ex, enum cache_mode cache)
     }
     const char *drv = bdrv_driver_name(ex->root);
     struct bdrv_node *file = bdrv_file_child(ex->root);
-    if (!drv || strcmp(drv, "raw") != 0 || !file ||
-        strcmp(bdrv_driver_name(file), "file") != 0) {
+    if (!drv || !file || strcmp(bdrv_driver_name(file), "file") != 0) {
+        return;
+    }
+    bool raw = strcmp(drv, "raw") == 0;
+    if (!raw && !(strcmp(drv, "qcow2") == 0 && bdrv_is_force_read_only(ex->root))) {
         return;
     }
     int fd = open(bdrv_filename(file), O_RDONLY | O_CLOEXEC);
@@ -285,7 +296,7 @@ static void setup_zero_copy(struct nbd_blk_export *ex, enum cache_mode cache)
         return;
     }
     ex->zc_fd = fd;
-    ex->zc_identity = true;
+    ex->zc_identity = raw;
 }
 
 int nbd_blk_export_open(struct nbd_blk_export *ex, struct event_loop *loop,
@@ -312,7 +323,10 @@ int nbd_blk_export_open(struct nbd_blk_export *ex, struct event_loop *loop,
         error_setg_errno(errp, (int)-len, "cannot get the image size");
         goto out_free;
     }
-    ex->bs_inline = strcmp(bdrv_driver_name(ex->root), "raw") == 0;
+    /* raw status is a seek or two; a read-only image's metadata is only
+     * ever read, so its lock is never held long */
+    ex->bs_inline = strcmp(bdrv_driver_name(ex->root), "raw") == 0 ||
+                    blk_is_read_only(ex->blk);
     uint64_t pstart = 0;
     if (cfg->partition) {
         uint64_t psize;
