@@ -241,4 +241,13 @@ int ide_attach(struct ide_controller *c, int bus, int unit,
                struct error **errp);
 int ide_detach(struct ide_controller *c, int bus, int unit);
 
+/* hw/virtio-pci.c: a transitional virtio-blk-pci function at `slot`.0
+ * (spec: serial, num_queues). Free drains its requests in flight. */
+struct virtio_pci;
+struct virtio_pci *virtio_blk_pci_new(struct machine *m, struct pci_bus *bus,
+                                      int slot, const struct disk_spec *spec,
+                                      struct blk_backend *blk,
+                                      struct error **errp);
+void virtio_blk_pci_free(struct virtio_pci *v);
+
 #endif

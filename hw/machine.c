@@ -26,6 +26,7 @@ struct attached_drive {
     char id[64];
     enum disk_if iface;
     int bus, unit;
+    struct virtio_pci *virtio;      /* DISK_IF_VIRTIO */
     bool used;
 };
 
@@ -518,6 +519,10 @@ void machine_free(struct machine *m)
 {
     if (!m)
         return;
+    for (int i = 0; i < MAX_DRIVES; i++) {
+        if (m->drives[i].used && m->drives[i].virtio)
+            virtio_blk_pci_free(m->drives[i].virtio);
+    }
     ide_controller_free(m->ide);
     piix_chipset_free(m->chipset);
     pci_bus_free(m->pci);
@@ -616,9 +621,27 @@ int machine_attach_disk(struct machine *m, const struct disk_spec *spec,
                      spec->media == DISK_MEDIA_CDROM ? "cd" : "hd", unit);
         slot->used = true;
         return 0;
-    case DISK_IF_VIRTIO:
-        error_setg(errp, "virtio-blk is not available in this build");
-        return -ENOTSUP;
+    case DISK_IF_VIRTIO: {
+        /* Like QEMU's -device without addr=: the first free slot. */
+        int pci_slot = pci_bus_free_slot(m->pci, 2);
+        if (pci_slot < 0) {
+            error_setg(errp, "no free PCI slot for virtio-blk");
+            return pci_slot;
+        }
+        slot->virtio = virtio_blk_pci_new(m, m->pci, pci_slot, spec, blk, errp);
+        if (!slot->virtio)
+            return -EINVAL;
+        slot->iface = DISK_IF_VIRTIO;
+        slot->bus = 0;
+        slot->unit = pci_slot;
+        if (spec->id)
+            snprintf(slot->id, sizeof(slot->id), "%s", spec->id);
+        else
+            snprintf(slot->id, sizeof(slot->id), "virtio%d", spec->unit >= 0
+                     ? spec->unit : pci_slot - 2);
+        slot->used = true;
+        return 0;
+    }
     }
     error_setg(errp, "unknown drive interface");
     return -EINVAL;
@@ -634,6 +657,9 @@ int machine_detach_disk(struct machine *m, const char *id, struct error **errp)
     }
     if (d->iface == DISK_IF_IDE)
         ide_detach(m->ide, d->bus, d->unit);
+    if (d->virtio)
+        virtio_blk_pci_free(d->virtio);
+    d->virtio = NULL;
     d->used = false;
     return 0;
 }
