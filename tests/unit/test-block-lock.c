@@ -170,11 +170,69 @@ START_TEST(test_reopen_locks)
 }
 END_TEST
 
+/* Which of QEMU's lock bytes (100..104, 200..204) someone holds, as a
+ * string "100,101,...". Another open file description sees OFD locks
+ * even in the same process. */
+static void held_bytes(char *out, size_t len)
+{
+    int fd = open(img, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    out[0] = 0;
+    for (int base = 100; base <= 200; base += 100) {
+        for (int i = 0; i < 5; i++) {
+            struct flock fl = {
+                .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = base + i, .l_len = 1,
+            };
+            ck_assert_int_eq(fcntl(fd, F_OFD_GETLK, &fl), 0);
+            if (fl.l_type != F_UNLCK) {
+                size_t n = strlen(out);
+                snprintf(out + n, len - n, "%s%d", n ? "," : "", base + i);
+            }
+        }
+    }
+    close(fd);
+}
+
+static void expect_bytes(const char *opts, const char *want)
+{
+    struct bdrv_node *bs = bt_open_ok(opts, img);
+    char got[128];
+    held_bytes(got, sizeof(got));
+    ck_assert_msg(!strcmp(got, want), "%s: holds %s, want %s", opts, got, want);
+    bdrv_unref(bs);
+    held_bytes(got, sizeof(got));
+    ck_assert_str_eq(got, "");
+}
+
+/* The byte layout QEMU uses (block-notes.md): writer 100,101,103,201,203;
+ * reader 100,201,203; force-share reader 100. */
+START_TEST(test_lock_bytes)
+{
+    expect_bytes("driver=raw,file.filename=%s", "100,101,103,201,203");
+    expect_bytes("driver=raw,file.filename=%s,read-only=on", "100,201,203");
+    expect_bytes("driver=raw,file.filename=%s,force-read-only=on", "100,201,203");
+    expect_bytes("driver=raw,file.filename=%s,read-only=on,force-share=on", "100");
+    expect_bytes("driver=raw,file.filename=%s,locking=off", "");
+
+    struct bdrv_node *bs = bt_open_ok("driver=raw,file.filename=%s", img);
+    struct error *err = NULL;
+    char got[128];
+    ck_assert_int_eq(bdrv_reopen_read_only(bs, true, &err), 0);
+    held_bytes(got, sizeof(got));
+    ck_assert_str_eq(got, "100,201,203");
+    ck_assert_int_eq(bdrv_reopen_read_only(bs, false, &err), 0);
+    held_bytes(got, sizeof(got));
+    ck_assert_str_eq(got, "100,101,103,201,203");
+    bdrv_unref(bs);
+}
+END_TEST
+
 static Suite *lock_suite(void)
 {
     Suite *s = suite_create("block-lock");
     TCase *tc = tcase_create("lock");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_lock_bytes);
     tcase_add_test(tc, test_writer_excludes);
     tcase_add_test(tc, test_readers_share);
     tcase_add_test(tc, test_locking_off);
