@@ -393,11 +393,41 @@ static struct ide_req *ide_req_new(struct ide_drive *s, bool is_read,
     return r;
 }
 
-/* A request the backend refused at submission fails right away. */
-static void ide_req_failed(struct ide_req *r)
+static void ide_req_fail_now(void *opaque)
 {
-    r->s->aio_inflight = false;
+    struct ide_drive *s = opaque;
+    ide_aio_done_fn *done = s->fail_done;
+
+    s->fail_timer = NULL;
+    s->aio_inflight = false;
+    done(s, s->fail_ret);
+}
+
+static void ide_cancel_failed(struct ide_drive *s)
+{
+    if (s->fail_timer) {
+        ev_timer_cancel(machine_event_loop(ide_machine(s)), s->fail_timer);
+        s->fail_timer = NULL;
+    }
+}
+
+/* A request the backend refused at submission fails on the next loop
+ * iteration, so the guest sees the same ordering as for any completion. */
+static void ide_req_failed(struct ide_req *r, int ret)
+{
+    struct ide_drive *s = r->s;
+    ide_aio_done_fn *done = r->done;
+
     free(r);
+    ide_cancel_failed(s);
+    s->fail_ret = ret;
+    s->fail_done = done;
+    s->fail_timer = ev_timer_add(machine_event_loop(ide_machine(s)), 0,
+                                 ide_req_fail_now, s);
+    if (!s->fail_timer) {
+        s->aio_inflight = false;
+        done(s, ret);
+    }
 }
 
 void ide_pio_read(struct ide_drive *s, uint64_t offset, uint32_t buf_off,
@@ -413,10 +443,8 @@ void ide_pio_read(struct ide_drive *s, uint64_t offset, uint32_t buf_off,
     }
     iov = (struct iovec){ .iov_base = r->data, .iov_len = len };
     ret = blk_aio_preadv(s->blk, offset, &iov, 1, ide_req_complete, r);
-    if (ret < 0) {
-        ide_req_failed(r);
-        done(s, ret);
-    }
+    if (ret < 0)
+        ide_req_failed(r, ret);
 }
 
 void ide_pio_write(struct ide_drive *s, uint64_t offset, uint32_t buf_off,
@@ -433,10 +461,8 @@ void ide_pio_write(struct ide_drive *s, uint64_t offset, uint32_t buf_off,
     memcpy(r->data, s->io_buffer + buf_off, len);
     iov = (struct iovec){ .iov_base = r->data, .iov_len = len };
     ret = blk_aio_pwritev(s->blk, offset, &iov, 1, 0, ide_req_complete, r);
-    if (ret < 0) {
-        ide_req_failed(r);
-        done(s, ret);
-    }
+    if (ret < 0)
+        ide_req_failed(r, ret);
 }
 
 void ide_flush(struct ide_drive *s, ide_aio_done_fn *done)
@@ -449,10 +475,8 @@ void ide_flush(struct ide_drive *s, ide_aio_done_fn *done)
         return;
     }
     ret = blk_aio_flush(s->blk, ide_req_complete, r);
-    if (ret < 0) {
-        ide_req_failed(r);
-        done(s, ret);
-    }
+    if (ret < 0)
+        ide_req_failed(r, ret);
 }
 
 /* ------------------------------------------------------------------ */
@@ -481,6 +505,7 @@ void ide_reset_drive(struct ide_drive *s)
     /* Requests in flight finish in the backend; their results are dropped. */
     s->gen++;
     s->aio_inflight = false;
+    ide_cancel_failed(s);
     s->mult_sectors = MAX_MULT_SECTORS;
     s->feature = s->error = 0;
     s->nsector = s->sector = s->lcyl = s->hcyl = 0;

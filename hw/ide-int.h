@@ -109,7 +109,11 @@ struct ide_drive {
      * completion: each carries the generation it was issued in. */
     unsigned gen;
     bool aio_inflight;
-    uint64_t io_sector;         /* sector of the PIO request in flight */
+    /* A request the backend refused at submission (e.g. no medium)
+     * completes from the loop, as QEMU's do: */
+    struct ev_timer *fail_timer;
+    int fail_ret;
+    ide_aio_done_fn *fail_done;
 
     /* ATAPI */
     uint8_t sense_key, asc;
