@@ -259,8 +259,9 @@ static void inherit_opts(struct bdrv_open_opts *o, const struct bdrv_node *paren
         if (o->discard == DISCARD_IGNORE) {
             o->discard = p->discard;
         }
-        o->force_share |= p->force_share;
     }
+    /* -U reaches the whole chain (a backing file is read-only anyway). */
+    o->force_share |= p->force_share;
     if (o->locking == LOCKING_AUTO) {
         o->locking = p->locking;
     }
