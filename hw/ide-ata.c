@@ -469,8 +469,9 @@ static void ide_dma_cb(struct ide_drive *s, int ret)
     s->io_buffer_size = n * 512;
     prep = bmdma_prepare_buf(bus, s->io_buffer_size, &iovcnt,
                              s->dma_cmd != IDE_DMA_READ);
-    if (prep < 512) {
-        /* PRDs shorter than the transfer: stop without an interrupt. */
+    if (prep < (int32_t)(n * 512)) {
+        /* PRDs shorter than the transfer: nothing moves, the engine stops
+         * without an interrupt (QEMU 7.2). */
         s->status = READY_STAT | SEEK_STAT;
         ide_set_inactive(s, false);
         return;

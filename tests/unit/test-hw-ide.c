@@ -413,6 +413,9 @@ START_TEST(dma_prd_lengths)
     ck_assert_uint_eq(run_dma(0, true), 0x00);
     ck_assert_int_eq(T.raises[14], before);
     ck_assert_uint_eq(inb(&T, 0x1f7), 0x50);
+    /* nothing moved: the registers still name the whole request */
+    ck_assert_uint_eq(inb(&T, 0x1f2), 2);
+    ck_assert_uint_eq(inb(&T, 0x1f3), 1);
 }
 END_TEST
 
