@@ -957,6 +957,40 @@ START_TEST(test_commit)
 }
 END_TEST
 
+START_TEST(test_commit_chain)
+{
+    /* raw <- mid <- top: committing top into the raw base takes the
+     * clusters of both layers above it; mid and top stay as they were. */
+    ck_assert_int_eq(sh("qemu-img create -q -f raw base.raw 8M && "
+                        "qemu-io -f raw -c 'write -P 0xa1 0 8M' base.raw && "
+                        "qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 && "
+                        "qemu-io -f qcow2 -c 'write -P 0xb2 1m 100k' -c 'write -z 4m 64k' "
+                        "mid.qcow2 && "
+                        "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
+                        "qemu-io -f qcow2 -c 'write -P 0xc3 1050k 4k' -c 'write -P 0xc4 6m 3k' "
+                        "top.qcow2 && qemu-img convert -f qcow2 -O raw top.qcow2 expect.raw && "
+                        "md5sum mid.qcow2 top.qcow2 > before.md5"), 0);
+    struct bdrv_node *top = open_fmt("top.qcow2", "read-only=on");
+    struct bdrv_node *mid = bdrv_backing_child(top);
+    struct bdrv_node *base = bdrv_backing_child(mid);
+    struct error *err = NULL;
+    /* Not in the chain; emptying a read-only top. */
+    ck_assert_int_eq(bdrv_commit(mid, top, false, NULL, NULL, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err->msg, "is not in the backing chain of"));
+    error_free(err);
+    err = NULL;
+    ck_assert_int_eq(bdrv_commit(top, base, true, NULL, NULL, &err), -EPERM);
+    ck_assert_ptr_nonnull(strstr(err->msg, "Block node is read-only"));
+    error_free(err);
+    err = NULL;
+    int ret = bdrv_commit(top, base, false, NULL, NULL, &err);
+    ck_assert_msg(ret == 0, "%s", err ? err->msg : "?");
+    ck_assert(bdrv_is_read_only(base));
+    bdrv_unref(top);
+    ck_assert_int_eq(sh("cmp base.raw expect.raw && md5sum -c --quiet before.md5"), 0);
+}
+END_TEST
+
 static int commit_as_nobody(void *arg)
 {
     struct error *err = NULL;
@@ -1239,6 +1273,7 @@ static Suite *qcow2_suite(void)
     tcase_add_test(tc, test_snapshot_mode);
     tcase_add_test(tc, test_commit);
     tcase_add_test(tc, test_commit_refused);
+    tcase_add_test(tc, test_commit_chain);
     tcase_add_test(tc, test_crash_consistency);
     suite_add_tcase(s, tc);
     return s;
