@@ -130,7 +130,8 @@ static int walk_chain(struct virtqueue *vq, const struct virtio_mem *mem,
         if (++count > max)
             return -EIO;                /* loop, or longer than allowed */
         if (flags & VRING_DESC_F_INDIRECT) {
-            if (in_indirect || !vq->indirect || len == 0 ||
+            /* Only the head may point at a table, and tables don't nest. */
+            if (in_indirect || count != 1 || !vq->indirect || len == 0 ||
                 len % VRING_DESC_SIZE || len / VRING_DESC_SIZE > VIRTQ_MAX_SIZE)
                 return -EIO;
             table = mem->map(mem->opaque, addr, len);
