@@ -859,6 +859,45 @@ START_TEST(attach_errors)
 }
 END_TEST
 
+START_TEST(spec_serial_and_cache)
+{
+    struct error *err = NULL;
+    struct disk_spec spec;
+    uint16_t id[256];
+
+    T.img[2] = hwt_make_image(T.dir, "s.raw", IMG_SIZE);
+    struct bdrv_node *bs = bdrv_open_file(T.img[2], "raw", false, &err);
+    ck_assert_ptr_nonnull(bs);
+    T.blk[2] = blk_new(T.loop, bs, NULL);
+    bdrv_unref(bs);
+    disk_spec_init(&spec);
+    spec.index = 2;
+    spec.serial = strdup("DISKDM-SERIAL-123");
+    spec.id = strdup("boot");
+    spec.cache = CACHE_WRITETHROUGH;
+    ck_assert_int_eq(machine_attach_disk(T.m, &spec, T.blk[2], &err), 0);
+    /* the same id twice is refused */
+    spec.index = 3;
+    ck_assert_int_eq(machine_attach_disk(T.m, &spec, T.blk[2], &err), -EEXIST);
+    error_free(err);
+    err = NULL;
+    disk_spec_free(&spec);
+    outb(&T, 0x176, 0xa0);
+    outb(&T, 0x177, 0xec);
+    for (int i = 0; i < 256; i++)
+        id[i] = inw(&T, 0x170);
+    char str[21];
+    for (int i = 0; i < 10; i++) {
+        str[2 * i] = id[10 + i] >> 8;
+        str[2 * i + 1] = id[10 + i];
+    }
+    str[20] = 0;
+    ck_assert_str_eq(str, "DISKDM-SERIAL-123   ");
+    ck_assert_uint_eq(id[85], 0x4001);          /* no write cache */
+    ck_assert_int_eq(machine_detach_disk(T.m, "boot", &err), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hw-ide");
@@ -883,6 +922,7 @@ static Suite *suite(void)
     tcase_add_test(tc, read_only_at_run_time);
     tcase_add_test(tc, io_error);
     tcase_add_test(tc, attach_errors);
+    tcase_add_test(tc, spec_serial_and_cache);
     suite_add_tcase(s, tc);
     return s;
 }
