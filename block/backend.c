@@ -50,6 +50,11 @@ struct blk_backend {
      * round trip, unlike ev_defer. */
     struct blk_req *ready_head, **ready_tail;
     struct ev_timer *ready_timer;
+    /* The batch being completed: shared, not local, so that a callback
+     * which drains (and so waits for these) completes them itself. */
+    struct blk_req *batch_head;
+    unsigned batch_depth;           /* run_batch calls on the stack */
+    bool free_pending;              /* blk_free called from inside one */
     bool stopped;
     struct blk_req *free_list;
     unsigned nfree;
@@ -112,12 +117,27 @@ static void req_free(struct blk_req *req)
     }
 }
 
+static void blk_destroy(struct blk_backend *blk);
+
 void blk_free(struct blk_backend *blk)
 {
     if (!blk) {
         return;
     }
     blk_drain(blk);
+    if (blk->batch_depth) {
+        /* Called from a completion callback: the batch being run still
+         * uses the backend, which goes when that run ends. */
+        blk->free_pending = true;
+        return;
+    }
+    blk_destroy(blk);
+}
+
+static void blk_destroy(struct blk_backend *blk)
+{
+    ev_timer_cancel(blk->loop, blk->ready_timer);
+    blk->ready_timer = NULL;
     /* Requests held by the "stop" policy complete with their error. */
     while (blk->held_head) {
         struct blk_req *req = blk->held_head;
@@ -282,19 +302,39 @@ static void req_complete(struct blk_req *req)
     cb(opaque, ret);
 }
 
+/* Complete the current batch; what callbacks add to the ready list waits
+ * for the next loop iteration (so long chains cannot starve the fds). */
+static void run_batch(struct blk_backend *blk)
+{
+    blk->batch_depth++;
+    while (blk->batch_head) {
+        struct blk_req *req = blk->batch_head;
+        blk->batch_head = req->next;
+        req->next = NULL;
+        req_complete(req);
+    }
+    if (--blk->batch_depth == 0 && blk->free_pending) {
+        blk_destroy(blk);
+    }
+}
+
+static void take_ready(struct blk_backend *blk)
+{
+    struct blk_req **tail = &blk->batch_head;
+    while (*tail) {
+        tail = &(*tail)->next;
+    }
+    *tail = blk->ready_head;
+    blk->ready_head = NULL;
+    blk->ready_tail = &blk->ready_head;
+}
+
 static void run_ready(void *opaque)
 {
     struct blk_backend *blk = opaque;
-    struct blk_req *req = blk->ready_head;
     blk->ready_timer = NULL;
-    blk->ready_head = NULL;
-    blk->ready_tail = &blk->ready_head;
-    while (req) {
-        struct blk_req *next = req->next;
-        req->next = NULL;
-        req_complete(req);
-        req = next;
-    }
+    take_ready(blk);
+    run_batch(blk);
 }
 
 /* Complete `req` (ret already set) at the loop's next iteration. */
@@ -558,6 +598,12 @@ int blk_flush(struct blk_backend *blk)
 void blk_drain(struct blk_backend *blk)
 {
     while (blk->inflight > 0 || blk->wait_head) {
+        if (blk->batch_head || blk->ready_head) {
+            /* Ours to complete, possibly from inside a completion. */
+            take_ready(blk);
+            run_batch(blk);
+            continue;
+        }
         ev_run_once(blk->loop, -1);
     }
 }

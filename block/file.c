@@ -592,8 +592,10 @@ static void ring_event(void *opaque, uint32_t events)
     (void)rd;
     bool resubmit = false;
     struct io_uring_cqe *cqe;
-    /* Take every completion before calling back: a callback may submit. */
-    struct file_aio *done_head = NULL;
+    /* Each completion is taken off the ring before its callback runs. A
+     * callback may submit, or even run the loop (a drain): the eventfd is
+     * then re-signalled while completions remain, so the nested run
+     * comes back here for them. */
     while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
         struct file_aio *fa = io_uring_cqe_get_data(cqe);
         int res = cqe->res;
@@ -625,11 +627,18 @@ static void ring_event(void *opaque, uint32_t events)
             }
         }
         if (ret != 1) {
-            /* Chain through the iovec slot we no longer need. */
-            fa->cur = (struct iovec *)done_head;
-            fa->cnt = ret;
-            done_head = fa;
-            continue;
+            if (resubmit) {
+                ring_submit(r);
+                resubmit = false;
+            }
+            if (io_uring_cq_ready(&r->ring)) {
+                uint64_t one = 1;
+                ssize_t w = write(r->efd, &one, sizeof(one));
+                (void)w;
+            }
+            ring_finish(s, fa, ret);
+            /* The callback may have closed the node (last reference). */
+            return;
         }
     requeue:
         fa->done += res;
@@ -644,11 +653,6 @@ static void ring_event(void *opaque, uint32_t events)
     }
     if (resubmit) {
         ring_submit(r);
-    }
-    while (done_head) {
-        struct file_aio *fa = done_head;
-        done_head = (struct file_aio *)fa->cur;
-        ring_finish(s, fa, fa->cnt);
     }
 }
 
