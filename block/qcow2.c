@@ -492,7 +492,7 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
         (s->compression == QCOW2_COMPRESS_ZLIB && (s->incompat & QCOW2_INCOMPAT_COMPRESSION))) {
         FAIL(-EINVAL, "'%s': invalid compression type %d", fn, (int)s->compression);
     }
-    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only) {
+    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !s->file->read_only) {
         FAIL(-EACCES, "'%s': Image is corrupt; cannot be opened read/write", fn);
     }
 
@@ -564,7 +564,9 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
         }
     }
 
-    if (!bs->read_only) {
+    /* A file child that auto-read-only degraded makes us read-only too
+     * (the core follows it after open): no header updates then. */
+    if (!bs->read_only && !s->file->read_only) {
         s->writable = true;
         if (s->autoclear) {
             /* We keep no bitmaps and no external data: whatever those

@@ -587,6 +587,18 @@ START_TEST(test_extensions)
 }
 END_TEST
 
+static int open_auto_ro(void *arg)
+{
+    struct error *err = NULL;
+    struct bdrv_node *bs = bt_open(arg, &err);
+    BT_CHECK(bs, "open: %s", err ? err->msg : "?");
+    BT_CHECK(bdrv_is_read_only(bs) && bdrv_is_auto_degraded(bs), "not degraded");
+    uint8_t b[512];
+    BT_CHECK(bdrv_pread(bs, 9 << 20, b, sizeof(b)) == 0 && b[0] == 0x2b, "read");
+    bdrv_unref(bs);
+    return 0;
+}
+
 START_TEST(test_dirty_repair)
 {
     /* A writer with lazy refcounts killed mid-way leaves the dirty bit. */
@@ -601,6 +613,14 @@ START_TEST(test_dirty_repair)
     ck_assert(info.dirty);
     bdrv_unref(bs);
     ck_assert(peek64("h.qcow2", 72) & 1);
+    /* auto-read-only on a file we cannot write: degrades, no repair. */
+    ck_assert_int_eq(sh("chmod 0444 h.qcow2"), 0);
+    char *s = NULL;
+    ck_assert_int_ge(asprintf(&s, "driver=qcow2,file.filename=%s/h.qcow2,auto-read-only=on", dir), 0);
+    ck_assert_int_eq(bt_as_nobody(open_auto_ro, s), 0);
+    free(s);
+    ck_assert(peek64("h.qcow2", 72) & 1);
+    ck_assert_int_eq(sh("chmod 0644 h.qcow2"), 0);
     /* Read-write: repaired, bit cleared, data intact. */
     bs = open_fmt("h.qcow2", "");
     bdrv_get_info(bs, &info);
