@@ -86,8 +86,24 @@ static void atapi_io_error(struct ide_drive *s, int ret)
 {
     if (ret == -ENOMEDIUM)
         atapi_cmd_error(s, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
+    else if (ret == -EINVAL)
+        atapi_cmd_error(s, ILLEGAL_REQUEST, ASC_LOGICAL_BLOCK_OOR);
     else
         atapi_cmd_error(s, MEDIUM_ERROR, ASC_UNRECOVERED_READ_ERROR);
+}
+
+static void lba_to_msf(uint8_t *buf, int lba);
+
+/* A raw 2352-byte mode 1 sector around the 2048 data bytes at buf + 16:
+ * sync pattern, header, and EDC/ECC left zero (as QEMU does). */
+static void cd_data_to_raw(uint8_t *buf, int lba)
+{
+    buf[0] = 0x00;
+    memset(buf + 1, 0xff, 10);
+    buf[11] = 0x00;
+    lba_to_msf(buf + 12, lba);
+    buf[15] = 0x01;
+    memset(buf + 16 + 2048, 0, 288);
 }
 
 /* A pending UNIT ATTENTION fails every command that does not allow it. */
@@ -109,6 +125,8 @@ static void cd_read_sector_done(struct ide_drive *s, int ret)
         atapi_io_error(s, ret);
         return;
     }
+    if (s->cd_sector_size == 2352)
+        cd_data_to_raw(s->io_buffer, s->lba);
     s->lba++;
     s->io_buffer_index = 0;
     s->status &= ~BUSY_STAT;
@@ -117,10 +135,11 @@ static void cd_read_sector_done(struct ide_drive *s, int ret)
 
 static int cd_read_sector(struct ide_drive *s)
 {
-    if (s->cd_sector_size != ATAPI_SECTOR_SIZE)
+    if (s->cd_sector_size != ATAPI_SECTOR_SIZE && s->cd_sector_size != 2352)
         return -EINVAL;
     s->status |= BUSY_STAT;
-    ide_pio_read(s, (uint64_t)s->lba * ATAPI_SECTOR_SIZE, 0, ATAPI_SECTOR_SIZE,
+    ide_pio_read(s, (uint64_t)s->lba * ATAPI_SECTOR_SIZE,
+                 s->cd_sector_size == 2352 ? 16 : 0, ATAPI_SECTOR_SIZE,
                  cd_read_sector_done);
     return 0;
 }
@@ -129,10 +148,13 @@ static int cd_read_sector(struct ide_drive *s)
  * block consistent (as in QEMU). */
 static int cd_read_sector_sync(struct ide_drive *s)
 {
+    bool raw = s->cd_sector_size == 2352;
     int ret = blk_pread(s->blk, (uint64_t)s->lba * ATAPI_SECTOR_SIZE,
-                        s->io_buffer, ATAPI_SECTOR_SIZE);
+                        s->io_buffer + (raw ? 16 : 0), ATAPI_SECTOR_SIZE);
     if (ret < 0)
         return ret;
+    if (raw)
+        cd_data_to_raw(s->io_buffer, s->lba);
     s->lba++;
     s->io_buffer_index = 0;
     return 0;
@@ -215,8 +237,14 @@ static void atapi_dma_cb(struct ide_drive *s, int ret)
         return;
     }
     if (s->io_buffer_size > 0) {
-        if (s->lba != -1)
-            s->lba += s->io_buffer_size / ATAPI_SECTOR_SIZE;
+        if (s->lba != -1) {
+            if (s->cd_sector_size == 2352) {
+                cd_data_to_raw(s->io_buffer, s->lba);
+                s->lba++;
+            } else {
+                s->lba += s->io_buffer_size / ATAPI_SECTOR_SIZE;
+            }
+        }
         s->packet_transfer_size -= s->io_buffer_size;
         if (bmdma_rw_buf(bus, true) == 0) {
             /* PRD table ended first: no interrupt */
@@ -232,12 +260,18 @@ static void atapi_dma_cb(struct ide_drive *s, int ret)
         return;
     }
     s->io_buffer_index = 0;
-    n = s->packet_transfer_size / ATAPI_SECTOR_SIZE;
-    if (n > IDE_DMA_BUF_SECTORS / 4)
-        n = IDE_DMA_BUF_SECTORS / 4;
-    s->io_buffer_size = n * ATAPI_SECTOR_SIZE;
+    if (s->cd_sector_size == 2352) {
+        n = 1;
+        s->io_buffer_size = 2352;
+    } else {
+        n = s->packet_transfer_size / ATAPI_SECTOR_SIZE;
+        if (n > IDE_DMA_BUF_SECTORS / 4)
+            n = IDE_DMA_BUF_SECTORS / 4;
+        s->io_buffer_size = n * ATAPI_SECTOR_SIZE;
+    }
     s->dma_inflight = true;
-    ide_pio_read(s, (uint64_t)s->lba * ATAPI_SECTOR_SIZE, 0, s->io_buffer_size,
+    ide_pio_read(s, (uint64_t)s->lba * ATAPI_SECTOR_SIZE,
+                 s->cd_sector_size == 2352 ? 16 : 0, n * ATAPI_SECTOR_SIZE,
                  atapi_dma_read_done);
 }
 
@@ -265,18 +299,19 @@ static void atapi_cmd_reply(struct ide_drive *s, int size, int max_size)
     }
 }
 
-static void atapi_cmd_read(struct ide_drive *s, uint32_t lba, uint32_t nb_sectors)
+static void atapi_cmd_read(struct ide_drive *s, uint32_t lba, uint32_t nb_sectors,
+                           int sector_size)
 {
     s->lba = lba;
-    s->packet_transfer_size = (int64_t)nb_sectors * ATAPI_SECTOR_SIZE;
-    s->cd_sector_size = ATAPI_SECTOR_SIZE;
+    s->packet_transfer_size = (int64_t)nb_sectors * sector_size;
+    s->cd_sector_size = sector_size;
     if (s->atapi_dma) {
         s->io_buffer_size = 0;
         s->status = READY_STAT | SEEK_STAT | DRQ_STAT | BUSY_STAT;
         atapi_start_dma(s);
     } else {
         s->elementary_transfer_size = 0;
-        s->io_buffer_index = ATAPI_SECTOR_SIZE;
+        s->io_buffer_index = sector_size;
         ide_atapi_cmd_reply_end(s);
     }
 }
@@ -544,7 +579,33 @@ static void cmd_read(struct ide_drive *s, uint8_t *buf)
         atapi_cmd_error(s, ILLEGAL_REQUEST, ASC_LOGICAL_BLOCK_OOR);
         return;
     }
-    atapi_cmd_read(s, lba, nb_sectors);
+    atapi_cmd_read(s, lba, nb_sectors, ATAPI_SECTOR_SIZE);
+}
+
+static void cmd_read_cd(struct ide_drive *s, uint8_t *buf)
+{
+    uint32_t nb_sectors = buf[6] << 16 | buf[7] << 8 | buf[8];
+    uint32_t lba = ldl_be(buf + 2);
+    uint8_t transfer_request = buf[9] & 0xf8;
+
+    if (nb_sectors == 0 || transfer_request == 0x00) {
+        atapi_cmd_ok(s);
+        return;
+    }
+    /* a data transfer after all: the byte count limit must allow it */
+    if (!s->atapi_dma && !byte_count_limit(s)) {
+        ide_abort_command(s);
+        return;
+    }
+    switch (transfer_request) {
+    case 0x10:      /* user data */
+        atapi_cmd_read(s, lba, nb_sectors, ATAPI_SECTOR_SIZE);
+        return;
+    case 0xf8:      /* everything: raw sectors */
+        atapi_cmd_read(s, lba, nb_sectors, 2352);
+        return;
+    }
+    atapi_cmd_error(s, ILLEGAL_REQUEST, ASC_INV_FIELD_IN_CMD_PACKET);
 }
 
 static void cmd_write(struct ide_drive *s, uint8_t *buf)
@@ -758,6 +819,7 @@ static const struct {
     [0xaa] = { cmd_write, CHECK_READY | NONDATA },      /* WRITE(12) */
     [0xbb] = { cmd_set_speed, NONDATA },
     [0xbd] = { cmd_mechanism_status, 0 },
+    [0xbe] = { cmd_read_cd, CHECK_READY | NONDATA },    /* data is conditional */
 };
 
 void ide_atapi_cmd(struct ide_drive *s)

@@ -896,6 +896,7 @@ static const struct {
     [0xea] = { cmd_flush_cache, HD_OK },                /* FLUSH CACHE EXT */
     [0xec] = { cmd_identify, ALL_OK },
     [0xef] = { cmd_set_features, ALL_OK | SET_DSC },
+    [0xf5] = { cmd_nop, HD_OK | SET_DSC },              /* SECURITY FREEZE LOCK */
     [0xf8] = { cmd_read_native_max, HD_OK | SET_DSC },
 };
 

@@ -316,6 +316,50 @@ START_TEST(read_pio)
 }
 END_TEST
 
+START_TEST(read_cd_raw)
+{
+    uint8_t *buf = malloc(2 * 2352);
+    int len, blocks;
+
+    cd_attach(CD_SIZE, NULL);
+    /* READ CD, user data only: like READ(10) */
+    uint8_t user[12] = { 0xbe, 0, 0, 0, 0, 7, 0, 0, 1, 0x10 };
+    send_packet(user, 0xfffe, false);
+    ck_assert_int_eq(pio_reply(buf, 2352, &blocks), 2048);
+    check_cd_data(buf, 7, 2048);
+    /* everything: sync, header (MSF of LBA 7 = 00:02:07, mode 1), data, zero ECC */
+    uint8_t raw[12] = { 0xbe, 0, 0, 0, 0, 7, 0, 0, 2, 0xf8 };
+    send_packet(raw, 0xfffe, false);
+    len = pio_reply(buf, 2 * 2352, &blocks);
+    ck_assert_int_eq(len, 2 * 2352);
+    ck_assert_int_eq(blocks, 1);        /* one DRQ block, refilled inside */
+    ck_assert_uint_eq(buf[0], 0x00);
+    ck_assert_uint_eq(buf[1], 0xff);
+    ck_assert_uint_eq(buf[10], 0xff);
+    ck_assert_uint_eq(buf[11], 0x00);
+    ck_assert_uint_eq(buf[12], 0);
+    ck_assert_uint_eq(buf[13], 2);
+    ck_assert_uint_eq(buf[14], 7);
+    ck_assert_uint_eq(buf[15], 1);
+    check_cd_data(buf + 16, 7, 2048);
+    ck_assert_uint_eq(buf[2351], 0);
+    ck_assert_uint_eq(buf[2352 + 14], 8);
+    check_cd_data(buf + 2352 + 16, 8, 2048);
+    /* nothing requested, or a bad transfer request */
+    uint8_t none[12] = { 0xbe, 0, 0, 0, 0, 7, 0, 0, 1, 0x00 };
+    ck_assert_uint_eq(atapi_pio(none, 2048, NULL, 0, NULL), 0x50);
+    uint8_t bad[12] = { 0xbe, 0, 0, 0, 0, 7, 0, 0, 1, 0x18 };
+    expect_check(bad, 0x05, 0x24);
+    /* past the end: the backend refuses, reported as out of range */
+    uint8_t oor[12] = { 0xbe, 0, 0, 0, 0x10, 0, 0, 0, 1, 0x10 };
+    send_packet(oor, 2048, false);
+    wait_not_busy();
+    ck_assert_uint_eq(inb(&T, BASE + 7), 0x41);
+    ck_assert_uint_eq(inb(&T, BASE + 1), 0x50);
+    free(buf);
+}
+END_TEST
+
 START_TEST(read_dma)
 {
     uint8_t *buf = malloc(3 * 2048);
@@ -581,6 +625,7 @@ static Suite *suite(void)
     tcase_add_test(tc, read_toc);
     tcase_add_test(tc, read_pio);
     tcase_add_test(tc, read_dma);
+    tcase_add_test(tc, read_cd_raw);
     tcase_add_test(tc, empty_drive);
     tcase_add_test(tc, media_change);
     tcase_add_test(tc, guest_eject);
