@@ -322,6 +322,7 @@ const struct bdrv_ops *bdrv_find_driver(const char *name);
 extern const struct bdrv_ops bdrv_file_ops;
 extern const struct bdrv_ops bdrv_raw_ops;
 extern const struct bdrv_ops bdrv_qcow2_ops;    /* block/qcow2.c */
+extern const struct bdrv_ops bdrv_nbd_ops;      /* block/nbd.c (libnbd client) */
 
 /*
  * snapshot=on (block/qcow2-overlay.c): wrap `image`, opened like a backing

@@ -16,6 +16,7 @@ const struct bdrv_ops *const bdrv_drivers[] = {
     &bdrv_file_ops,
     &bdrv_raw_ops,
     &bdrv_qcow2_ops,
+    &bdrv_nbd_ops,
     NULL,
 };
 
@@ -439,7 +440,15 @@ static struct bdrv_node *open_inherit(const struct bdrv_open_opts *in,
         fo.filename = strdup(o.filename);
     }
     if (!fo.driver) {
-        fo.driver = strdup("file");
+        /* nbd://, nbds://, nbd+unix://, nbds+unix:// name an NBD export */
+        static const char *const nbd_schemes[] = {
+            "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
+        };
+        bool nbd = false;
+        for (size_t i = 0; fo.filename && i < ARRAY_SIZE(nbd_schemes); i++) {
+            nbd |= !strncmp(fo.filename, nbd_schemes[i], strlen(nbd_schemes[i]));
+        }
+        fo.driver = strdup(nbd ? "nbd" : "file");
     }
     /* The file node's parent is the format node not yet made: inherit
      * from a stand-in with this node's effective flags. */
