@@ -1,6 +1,7 @@
 /*
  * tools/img/create.c — `diskdm-img create`: make a new image of a given
- * format and virtual size, printing qemu-img's "Formatting ..." line.
+ * format and virtual size (or the size of its backing file), printing
+ * qemu-img's "Formatting ..." line.
  */
 #include "tools/img/img.h"
 
@@ -10,46 +11,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const prealloc_names[] = { "off", "metadata", "falloc", "full" };
-
-/* -o key=value[,key=value]: the creation options this tool knows. */
-static int parse_create_opts(const char *str, struct bdrv_create_opts *co,
-                             const char **prealloc)
+/* The "Formatting" line lists options in qemu-img's order. */
+static void print_formatting(const char *filename, const char *fmt,
+                             const struct bdrv_create_opts *co, const char *prealloc)
 {
-    struct kvlist kv = { 0 };
-    struct error *err = NULL;
-    if (opts_split(str, NULL, &kv, &err) < 0) {
-        int r = img_error("Invalid option list: %s", err->msg);
-        error_free(err);
-        return r;
-    }
-    int ret = 0;
-    for (size_t i = 0; i < kv.n && ret == 0; i++) {
-        const char *k = kv.v[i].key, *v = kv.v[i].value;
-        if (!strcmp(k, "size")) {
-            if (img_parse_size(v, &co->size) < 0) {
-                ret = img_error("Parameter 'size' expects a size (e.g. 64K, 1G): '%s'", v);
-            }
-        } else if (!strcmp(k, "preallocation")) {
-            size_t j;
-            for (j = 0; j < ARRAY_SIZE(prealloc_names); j++) {
-                if (!strcmp(v, prealloc_names[j])) {
-                    break;
-                }
-            }
-            if (j == ARRAY_SIZE(prealloc_names)) {
-                ret = img_error("Parameter 'preallocation' expects one of off, metadata, "
-                                "falloc, full: '%s'", v);
-            } else {
-                co->prealloc = j;
-                *prealloc = prealloc_names[j];
-            }
-        } else {
-            ret = img_error("Invalid parameter '%s'", k);
+    printf("Formatting '%s', fmt=%s", filename, fmt);
+    if (!strcmp(fmt, "qcow2")) {
+        printf(" cluster_size=%" PRIu32 " extended_l2=off",
+               co->cluster_size ? co->cluster_size : 65536);
+        if (prealloc) {
+            printf(" preallocation=%s", prealloc);
+        }
+        printf(" compression_type=zlib size=%" PRIu64, co->size);
+        if (co->backing_file) {
+            printf(" backing_file=%s", co->backing_file);
+        }
+        if (co->backing_format) {
+            printf(" backing_fmt=%s", co->backing_format);
+        }
+        if (co->compat) {
+            printf(" compat=%s", co->compat);
+        }
+        printf(" lazy_refcounts=%s refcount_bits=%u", co->lazy_refcounts ? "on" : "off",
+               co->refcount_bits ? co->refcount_bits : 16);
+    } else {
+        printf(" size=%" PRIu64, co->size);
+        if (prealloc) {
+            printf(" preallocation=%s", prealloc);
         }
     }
-    kvlist_free(&kv);
-    return ret;
+    printf("\n");
+    fflush(stdout);
 }
 
 int img_cmd_create(int argc, char **argv)
@@ -58,74 +50,170 @@ int img_cmd_create(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *fmt = "raw", *optstr = NULL, *prealloc = NULL;
+    const char *fmt = "raw", *prealloc = NULL;
+    char *optstr = NULL, *backing = NULL, *backing_fmt = NULL;
     struct bdrv_create_opts co = { 0 };
-    bool size_from_opts = false;
-    int c;
+    bool unsafe = false, quiet = false;
+    int c, ret = IMG_EXIT_FAIL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:o:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+f:o:b:F:uqh", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
             break;
         case 'o':
-            optstr = optarg;
+            if (optstr) {   /* qemu-img joins repeated -o */
+                char *j = NULL;
+                if (asprintf(&j, "%s,%s", optstr, optarg) < 0) {
+                    goto out;
+                }
+                free(optstr);
+                optstr = j;
+            } else {
+                optstr = strdup(optarg);
+            }
+            break;
+        case 'b':
+            free(backing);
+            backing = strdup(optarg);
+            break;
+        case 'F':
+            free(backing_fmt);
+            backing_fmt = strdup(optarg);
+            break;
+        case 'u':
+            unsafe = true;
             break;
         case 'q':
+            quiet = true;
             break;
         case 'h':
-            printf("Usage: diskdm-img create [-f FMT] [-o OPTIONS] FILENAME [SIZE]\n");
-            return 0;
+            ret = img_cmd_help("create");
+            goto out;
         default:
-            return IMG_EXIT_USAGE;
+            ret = img_bad_option();
+            goto out;
         }
+    }
+    if (optstr && (!strcmp(optstr, "help") || !strcmp(optstr, "?"))) {
+        if (!img_format_known(fmt)) {
+            ret = img_error("Unknown file format '%s'", fmt);
+            goto out;
+        }
+        img_print_create_help(fmt);
+        ret = 0;
+        goto out;
     }
     if (optind >= argc) {
-        return img_usage_error("Expecting image file name");
+        ret = img_usage_error("Expecting image file name");
+        goto out;
     }
     const char *filename = argv[optind++];
-    if (optstr) {
-        int r = parse_create_opts(optstr, &co, &prealloc);
-        if (r) {
-            return r;
-        }
-        size_from_opts = co.size != 0;
+    if (!img_format_known(fmt)) {
+        ret = img_error("Unknown file format '%s'", fmt);
+        goto out;
     }
+    if (optstr && img_parse_create_opts(optstr, fmt, &co, &prealloc, &backing,
+                                        &backing_fmt)) {
+        goto out;
+    }
+    bool size_given = co.size != 0;
     if (optind < argc) {
         if (img_parse_size(argv[optind], &co.size) < 0) {
             fprintf(stderr, "diskdm-img: Invalid image size specified. You may use k, M, G, "
                     "T, P or E suffixes for\n"
                     "diskdm-img: kilobytes, megabytes, gigabytes, terabytes, petabytes "
                     "and exabytes.\n");
-            return IMG_EXIT_FAIL;
+            goto out;
         }
         if (co.size > INT64_MAX) {
-            return img_error("Image size must be less than 8 EiB!");
+            ret = img_error("Image size must be less than 8 EiB!");
+            goto out;
         }
+        size_given = true;
         optind++;
-    } else if (!size_from_opts) {
-        return img_error("Image creation needs a size parameter");
     }
     if (optind < argc) {
-        return img_usage_error("Invalid parameter '%s'", argv[optind]);
+        ret = img_usage_error("Invalid parameter '%s'", argv[optind]);
+        goto out;
     }
-
-    bool known = false;
-    for (const char *const *n = bdrv_driver_names(); *n; n++) {
-        known |= !strcmp(*n, fmt);
+    if (backing && strcmp(fmt, "qcow2")) {
+        ret = img_error("%s: Backing file not supported for file format '%s'", filename, fmt);
+        goto out;
     }
-    if (!known) {
-        return img_error("Unknown file format '%s'", fmt);
+    if (backing && !backing_fmt) {
+        /* As qemu-img 7.2: the backing format must be said. */
+        struct bdrv_node *b = img_open(backing, NULL, true, true);
+        fprintf(stderr, "diskdm-img: %s: Backing file specified without backing format\n",
+                filename);
+        if (b) {
+            fprintf(stderr, "Detected format of %s.\n", bdrv_driver_name(b));
+            bdrv_unref(b);
+        }
+        goto out;
     }
-    printf("Formatting '%s', fmt=%s size=%" PRIu64 "%s%s\n", filename, fmt, co.size,
-           prealloc ? " preallocation=" : "", prealloc ? prealloc : "");
-    fflush(stdout);
+    if (backing_fmt && !backing) {
+        ret = img_error("%s: Backing format given without a backing file", filename);
+        goto out;
+    }
+    if (backing && (!unsafe || !size_given)) {
+        /* The backing file must open, and gives the size when none is
+         * given. With -u and a size, it need not exist. */
+        struct img_open_flags fl = { .read_only = true, .force_share = true,
+                                     .no_backing = true };
+        struct bdrv_open_opts o;
+        struct error *err = NULL;
+        bdrv_open_opts_init(&o);
+        (void)fl;
+        o.driver = strdup(backing_fmt);
+        /* A relative backing name is relative to the new image. */
+        const char *slash = strrchr(filename, '/');
+        if (backing[0] != '/' && slash) {
+            if (asprintf(&o.filename, "%.*s%s", (int)(slash - filename + 1), filename,
+                         backing) < 0) {
+                o.filename = NULL;
+            }
+        } else {
+            o.filename = strdup(backing);
+        }
+        o.read_only = (struct opt_bool){ true, true };
+        o.auto_read_only = (struct opt_bool){ true, false };
+        o.force_share = true;
+        o.no_backing = true;
+        struct bdrv_node *b = bdrv_open(&o, &err);
+        bdrv_open_opts_free(&o);
+        if (!b) {
+            fprintf(stderr, "diskdm-img: %s: %s\nCould not open backing image.\n",
+                    filename, err->msg);
+            error_free(err);
+            goto out;
+        }
+        if (!size_given) {
+            co.size = (uint64_t)bdrv_getlength(b);
+            size_given = true;
+        }
+        bdrv_unref(b);
+    }
+    if (!size_given) {
+        ret = img_error("%s: Image creation needs a size parameter", filename);
+        goto out;
+    }
+    co.backing_file = backing;
+    co.backing_format = backing_fmt;
+    if (!quiet) {
+        print_formatting(filename, fmt, &co, prealloc);
+    }
     struct error *err = NULL;
     if (bdrv_create(fmt, filename, &co, &err) < 0) {
-        int r = img_error("%s", err->msg);
+        ret = img_error("%s", err->msg);
         error_free(err);
-        return r;
+        goto out;
     }
-    return 0;
+    ret = 0;
+out:
+    free(optstr);
+    free(backing);
+    free(backing_fmt);
+    return ret;
 }

@@ -1,19 +1,58 @@
 /*
- * tools/img/img.c — diskdm-img's main: picks the subcommand from a table
- * (one file per subcommand) and holds the helpers they share.
+ * tools/img/img.c — diskdm-img's main: dispatches the subcommand from a table
+ * (one file per subcommand) and holds the helpers they share: opening
+ * images, progress, qemu-img's JSON layout, creation options.
  */
 #include "tools/img/img.h"
 
 #include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct img_cmd img_cmds[] = {
+    { "amend", img_cmd_amend,
+      "amend [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename" },
+    { "bench", img_cmd_bench,
+      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-n] "
+      "[-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] "
+      "[-w] [-U] filename" },
+    { "check", img_cmd_check,
+      "check [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] "
+      "[-T src_cache] [-U] filename" },
+    { "commit", img_cmd_commit,
+      "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-d] [-p] filename" },
+    { "compare", img_cmd_compare,
+      "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
+      "filename1 filename2" },
+    { "convert", img_cmd_convert,
+      "convert [--image-opts] [--target-is-zero] [-U] [-c] [-p] [-q] [-n] [-f fmt] "
+      "[-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] "
+      "[-o options] [-S sparse_size] [-m num_coroutines] [-W] filename [filename2 [...]] "
+      "output_filename" },
     { "create", img_cmd_create,
-      "create [-f FMT] [-o OPTIONS] FILENAME SIZE" },
+      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] "
+      "filename [size]" },
+    { "dd", img_cmd_dd,
+      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+      "[skip=blocks] if=input of=output" },
     { "info", img_cmd_info,
-      "info [-f FMT] [--output=human|json] [-U] FILENAME" },
+      "info [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename" },
+    { "map", img_cmd_map,
+      "map [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] "
+      "[--output=ofmt] [-U] filename" },
+    { "measure", img_cmd_measure,
+      "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--image-opts] "
+      "[-f fmt] filename]" },
+    { "rebase", img_cmd_rebase,
+      "rebase [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] "
+      "-b backing_file [-F backing_fmt] filename" },
+    { "resize", img_cmd_resize,
+      "resize [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
+      "filename [+ | -]size" },
 };
 
 static void usage(FILE *out)
@@ -26,7 +65,28 @@ static void usage(FILE *out)
     for (const char *const *n = bdrv_driver_names(); *n; n++) {
         fprintf(out, " %s", *n);
     }
-    fprintf(out, "\n");
+    fprintf(out, "\n\nSee diskdm-img(1) for the meaning of each option.\n");
+}
+
+void img_print_synopsis(FILE *out, const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(img_cmds); i++) {
+        if (!strcmp(img_cmds[i].name, name)) {
+            fprintf(out, "Usage: diskdm-img %s\n", img_cmds[i].synopsis);
+        }
+    }
+}
+
+int img_cmd_help(const char *name)
+{
+    img_print_synopsis(stdout, name);
+    return 0;
+}
+
+int img_bad_option(void)
+{
+    fprintf(stderr, "Try 'diskdm-img --help' for more information\n");
+    return IMG_EXIT_USAGE;
 }
 
 int img_usage_error(const char *fmt, ...)
@@ -51,17 +111,34 @@ int img_error(const char *fmt, ...)
     return IMG_EXIT_FAIL;
 }
 
-struct bdrv_node *img_open(const char *filename, const char *fmt, bool read_only,
-                           bool force_share)
+struct bdrv_node *img_open_ex(const char *filename, const char *fmt,
+                              const struct img_open_flags *fl)
 {
     struct bdrv_open_opts o;
     struct error *err = NULL;
     bdrv_open_opts_init(&o);
-    o.filename = strdup(filename);
-    o.driver = fmt ? strdup(fmt) : NULL;
-    o.read_only = (struct opt_bool){ true, read_only };
-    o.auto_read_only = (struct opt_bool){ true, false };
-    o.force_share = force_share;
+    if (fl->image_opts) {
+        if (bdrv_open_opts_parse(filename, &o, &err) < 0) {
+            img_error("Could not open '%s': %s", filename, err->msg);
+            error_free(err);
+            bdrv_open_opts_free(&o);
+            return NULL;
+        }
+    } else {
+        o.filename = strdup(filename);
+        o.driver = fmt ? strdup(fmt) : NULL;
+    }
+    if (!o.read_only.set) {
+        o.read_only = (struct opt_bool){ true, fl->read_only };
+    }
+    if (!o.auto_read_only.set) {
+        o.auto_read_only = (struct opt_bool){ true, false };
+    }
+    o.force_share |= fl->force_share;
+    o.no_backing |= fl->no_backing;
+    if (fl->has_cache) {
+        o.cache = fl->cache;
+    }
     struct bdrv_node *bs = bdrv_open(&o, &err);
     bdrv_open_opts_free(&o);
     if (!bs) {
@@ -69,6 +146,25 @@ struct bdrv_node *img_open(const char *filename, const char *fmt, bool read_only
         error_free(err);
     }
     return bs;
+}
+
+struct bdrv_node *img_open(const char *filename, const char *fmt, bool read_only,
+                           bool force_share)
+{
+    struct img_open_flags fl = { .read_only = read_only, .force_share = force_share };
+    return img_open_ex(filename, fmt, &fl);
+}
+
+int img_parse_cache(const char *s, enum cache_mode *out)
+{
+    for (int i = 0; cache_mode_names[i]; i++) {
+        if (!strcmp(cache_mode_names[i], s)) {
+            *out = (enum cache_mode)i;
+            return 0;
+        }
+    }
+    img_error("Invalid cache option: %s", s);
+    return -1;
 }
 
 char *img_size_to_str(uint64_t size, char *buf, size_t len)
@@ -95,6 +191,193 @@ int img_parse_size(const char *s, uint64_t *out)
     return parse_size(s, out) < 0 ? -1 : 0;
 }
 
+void img_progress_init(struct img_progress *p, bool wanted)
+{
+    p->on = wanted && isatty(STDOUT_FILENO);
+    p->last = -1;
+    img_progress_update(p, 0, 1);
+}
+
+void img_progress_update(struct img_progress *p, uint64_t done, uint64_t total)
+{
+    if (!p->on) {
+        return;
+    }
+    int now = total ? (int)((double)done * 10000.0 / (double)total) : 10000;
+    if (now == p->last) {
+        return;
+    }
+    p->last = now;
+    printf("    (%d.%02d/100%%)\r", now / 100, now % 100);
+    fflush(stdout);
+}
+
+void img_progress_cb(void *opaque, uint64_t done, uint64_t total)
+{
+    img_progress_update(opaque, done, total);
+}
+
+void img_progress_end(struct img_progress *p)
+{
+    if (p->on) {
+        img_progress_update(p, 1, 1);
+        printf("\n");
+    }
+}
+
+/* qemu's pretty printer: four-space indents, "key": value, arrays and
+ * objects opened on the same line. */
+static void json_print_value(struct json_object *v, int depth)
+{
+    enum json_type t = json_object_get_type(v);
+    if (t == json_type_object) {
+        bool first = true;
+        printf("{");
+        json_object_object_foreach(v, key, val) {
+            printf("%s\n%*s\"%s\": ", first ? "" : ",", (depth + 1) * 4, "", key);
+            json_print_value(val, depth + 1);
+            first = false;
+        }
+        printf("\n%*s}", depth * 4, "");
+    } else if (t == json_type_array) {
+        size_t n = json_object_array_length(v);
+        printf("[");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s\n%*s", i ? "," : "", (depth + 1) * 4, "");
+            json_print_value(json_object_array_get_idx(v, i), depth + 1);
+        }
+        printf("\n%*s]", depth * 4, "");
+    } else {
+        fputs(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+                                             JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
+    }
+}
+
+void img_json_print(struct json_object *v)
+{
+    json_print_value(v, 0);
+    printf("\n");
+}
+
+bool img_format_known(const char *fmt)
+{
+    for (const char *const *n = bdrv_driver_names(); *n; n++) {
+        if (!strcmp(*n, fmt)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *const prealloc_names[] = { "off", "metadata", "falloc", "full" };
+
+void img_print_create_help(const char *fmt)
+{
+    bool q = !strcmp(fmt, "qcow2");
+    printf("Supported options:\n");
+    if (q) {
+        printf("  backing_file=<str>     - File name of a base image\n");
+        printf("  backing_fmt=<str>      - Image format of the base image\n");
+        printf("  cluster_size=<size>    - qcow2 cluster size\n");
+        printf("  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n");
+        printf("  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n");
+        printf("  preallocation=<str>    - Preallocation mode (allowed values: off, "
+               "metadata, falloc, full)\n");
+        printf("  refcount_bits=<num>    - Width of a reference count entry in bits\n");
+    } else {
+        printf("  preallocation=<str>    - Preallocation mode (allowed values: off, "
+               "falloc, full)\n");
+    }
+    printf("  size=<size>            - Virtual disk size\n");
+}
+
+int img_parse_create_opts(const char *str, const char *fmt,
+                          struct bdrv_create_opts *co, const char **prealloc,
+                          char **backing, char **backing_fmt)
+{
+    struct kvlist kv = { 0 };
+    struct error *err = NULL;
+    bool q = fmt && !strcmp(fmt, "qcow2");
+    if (opts_split(str, NULL, &kv, &err) < 0) {
+        int r = img_error("Invalid option list: %s", err->msg);
+        error_free(err);
+        return r;
+    }
+    int ret = 0;
+    for (size_t i = 0; i < kv.n && ret == 0; i++) {
+        const char *k = kv.v[i].key, *v = kv.v[i].value;
+        uint64_t n;
+        bool b;
+        if (!strcmp(k, "size")) {
+            if (img_parse_size(v, &co->size) < 0) {
+                ret = img_error("Parameter 'size' expects a non-negative number below 2^64\n"
+                                "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
+                                "giga-, tera-, peta-\nand exabytes, respectively.");
+            }
+        } else if (!strcmp(k, "preallocation")) {
+            size_t j;
+            for (j = 0; j < ARRAY_SIZE(prealloc_names); j++) {
+                if (!strcmp(v, prealloc_names[j]) && (q || j != PREALLOC_METADATA)) {
+                    break;
+                }
+            }
+            if (j == ARRAY_SIZE(prealloc_names)) {
+                ret = img_error("Parameter 'preallocation' does not accept value '%s'", v);
+            } else {
+                co->prealloc = j;
+                *prealloc = prealloc_names[j];
+            }
+        } else if (q && !strcmp(k, "cluster_size")) {
+            if (img_parse_size(v, &n) < 0 || n < 512 || n > (2u << 20) || (n & (n - 1))) {
+                ret = img_error("Cluster size must be a power of two between 512 and "
+                                "2048k");
+            } else {
+                co->cluster_size = (uint32_t)n;
+            }
+        } else if (q && !strcmp(k, "compat")) {
+            if (!strcmp(v, "0.10") || !strcmp(v, "v2")) {
+                co->compat = "0.10";
+            } else if (!strcmp(v, "1.1") || !strcmp(v, "v3")) {
+                co->compat = "1.1";
+            } else {
+                ret = img_error("Parameter 'version' does not accept value '%s'", v);
+            }
+        } else if (q && !strcmp(k, "lazy_refcounts")) {
+            if (parse_bool(v, &b) < 0) {
+                ret = img_error("Parameter 'lazy_refcounts' expects 'on' or 'off'");
+            } else {
+                co->lazy_refcounts = b;
+            }
+        } else if (q && !strcmp(k, "refcount_bits")) {
+            if (parse_uint(v, &n) < 0 || n == 0 || n > 64 || (n & (n - 1))) {
+                ret = img_error("Refcount width must be a power of two and may not "
+                                "exceed 64 bits");
+            } else {
+                co->refcount_bits = (unsigned)n;
+            }
+        } else if (q && !strcmp(k, "backing_file") && backing) {
+            free(*backing);
+            *backing = strdup(v);
+        } else if (q && !strcmp(k, "backing_fmt") && backing_fmt) {
+            free(*backing_fmt);
+            *backing_fmt = strdup(v);
+        } else {
+            ret = img_error("Invalid parameter '%s'", k);
+        }
+    }
+    if (ret == 0 && co->lazy_refcounts && co->compat && !strcmp(co->compat, "0.10")) {
+        ret = img_error("Lazy refcounts only supported with compatibility level 1.1 "
+                        "and above (use version=v3 or greater)");
+    }
+    if (ret == 0 && co->refcount_bits && co->refcount_bits != 16 && co->compat &&
+        !strcmp(co->compat, "0.10")) {
+        ret = img_error("Different refcount widths than 16 bits require compatibility "
+                        "level 1.1 or above (use version=v3 or greater)");
+    }
+    kvlist_free(&kv);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     log_init("diskdm-img", LOG_WARN);
@@ -105,8 +388,15 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("diskdm-img version 1.0 (qemu-img 7.2 compatible)\n");
+        return 0;
+    }
+    opterr = 1;
     for (size_t i = 0; i < ARRAY_SIZE(img_cmds); i++) {
         if (!strcmp(argv[1], img_cmds[i].name)) {
+            /* getopt names the program from argv[0] in its messages. */
+            argv[1] = (char *)"diskdm-img";
             return img_cmds[i].run(argc - 1, argv + 1);
         }
     }

@@ -1,0 +1,2 @@
+#include "tools/img/img.h"
+int img_cmd_amend(int argc, char **argv) { (void)argc; (void)argv; return img_error("not yet"); }

@@ -1,0 +1,449 @@
+/*
+ * tools/img/convert.c — `diskdm-img convert`: copy one or more images
+ * (concatenated) into a new or existing image of any format. Worker
+ * threads keep several large requests in flight; block status skips
+ * holes and zeroes so a zero-initialised target is only written where
+ * there is data.
+ */
+#include "tools/img/img.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONV_CHUNK (4u << 20)       /* bytes one request moves at most */
+#define CONV_MAX_WORKERS 16
+
+enum seg_kind { SEG_DATA, SEG_ZERO, SEG_SKIP };
+
+/* One run handed to a worker. */
+struct conv_seg {
+    struct bdrv_node *src;
+    uint64_t src_off, dst_off, len;
+    enum seg_kind kind;
+};
+
+struct conv_state {
+    struct bdrv_node **src;
+    uint64_t *src_len;
+    int nb_src;
+    uint64_t total;
+    struct bdrv_node *dst;
+    bool target_zero;           /* unwritten target ranges read as zeroes */
+    bool target_has_backing;    /* copy only what the source's top holds */
+    uint64_t sparse;            /* zero granule to skip; 0 = write all */
+
+    pthread_mutex_t lock;       /* protects what follows */
+    uint64_t cursor;            /* next virtual offset to hand out */
+    int src_idx;
+    uint64_t src_base;          /* virtual offset where src[src_idx] starts */
+    int err;                    /* first error, -errno */
+    uint64_t err_off;
+    bool err_write;
+    uint64_t done;
+    struct img_progress prog;
+};
+
+/* Next run to copy, decided by the source's block status. false at the
+ * end or after an error. */
+static bool next_seg(struct conv_state *s, struct conv_seg *seg)
+{
+    pthread_mutex_lock(&s->lock);
+    bool got = false;
+    while (!s->err && s->cursor < s->total) {
+        while (s->cursor >= s->src_base + s->src_len[s->src_idx]) {
+            s->src_base += s->src_len[s->src_idx];
+            s->src_idx++;
+        }
+        struct bdrv_node *src = s->src[s->src_idx];
+        uint64_t soff = s->cursor - s->src_base;
+        uint64_t max = MIN((uint64_t)CONV_CHUNK, s->src_len[s->src_idx] - soff);
+        uint64_t pnum = 0, map;
+        int depth;
+        int st = bdrv_block_status(src, soff, max, &pnum, &map, &depth);
+        if (st < 0 || pnum == 0) {
+            s->err = st < 0 ? st : -EIO;
+            s->err_off = s->cursor;
+            break;
+        }
+        pnum = MIN(pnum, max);
+        seg->src = src;
+        seg->src_off = soff;
+        seg->dst_off = s->cursor;
+        seg->len = pnum;
+        if (s->target_has_backing && depth != 0) {
+            seg->kind = SEG_SKIP;
+        } else if (depth < 0 || ((st & BDRV_BLOCK_ZERO) && !(st & BDRV_BLOCK_DATA))) {
+            seg->kind = SEG_ZERO;
+        } else {
+            seg->kind = SEG_DATA;
+        }
+        s->cursor += pnum;
+        if (seg->kind == SEG_SKIP || (seg->kind == SEG_ZERO && s->target_zero)) {
+            /* Nothing to do: account for it here and look further. */
+            s->done += pnum;
+            img_progress_update(&s->prog, s->done, s->total);
+            continue;
+        }
+        got = true;
+        break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return got;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+/* Write buf to dst_off, leaving out (or writing as zeroes) the granules
+ * of `sparse` bytes that are all zero. */
+static int write_sparse(struct conv_state *s, uint64_t dst_off, const uint8_t *buf,
+                        uint64_t len)
+{
+    if (!s->sparse) {
+        return bdrv_pwrite(s->dst, dst_off, buf, len, 0);
+    }
+    uint64_t i = 0;
+    while (i < len) {
+        uint64_t g = MIN(s->sparse - (dst_off + i) % s->sparse, len - i);
+        bool z = all_zero(buf + i, g);
+        uint64_t j = i + g;
+        while (j < len) {
+            uint64_t g2 = MIN(s->sparse, len - j);
+            if (all_zero(buf + j, g2) != z) {
+                break;
+            }
+            j += g2;
+        }
+        int ret = 0;
+        if (!z) {
+            ret = bdrv_pwrite(s->dst, dst_off + i, buf + i, j - i, 0);
+        } else if (!s->target_zero) {
+            ret = bdrv_pwrite_zeroes(s->dst, dst_off + i, j - i, 0);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+static void *conv_worker(void *opaque)
+{
+    struct conv_state *s = opaque;
+    uint8_t *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, CONV_CHUNK)) {
+        pthread_mutex_lock(&s->lock);
+        s->err = s->err ? s->err : -ENOMEM;
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+    }
+    struct conv_seg seg;
+    while (next_seg(s, &seg)) {
+        int ret;
+        bool wr = true;
+        if (seg.kind == SEG_ZERO) {
+            ret = bdrv_pwrite_zeroes(s->dst, seg.dst_off, seg.len, 0);
+        } else {
+            ret = bdrv_pread(seg.src, seg.src_off, buf, seg.len);
+            wr = false;
+            if (ret == 0) {
+                wr = true;
+                ret = write_sparse(s, seg.dst_off, buf, seg.len);
+            }
+        }
+        pthread_mutex_lock(&s->lock);
+        if (ret < 0 && !s->err) {
+            s->err = ret;
+            s->err_off = seg.dst_off;
+            s->err_write = wr;
+        }
+        s->done += seg.len;
+        img_progress_update(&s->prog, s->done, s->total);
+        pthread_mutex_unlock(&s->lock);
+    }
+    free(buf);
+    return NULL;
+}
+
+static int run_copy(struct conv_state *s, unsigned nb_workers)
+{
+    pthread_t th[CONV_MAX_WORKERS];
+    unsigned started = 0;
+    pthread_mutex_init(&s->lock, NULL);
+    for (unsigned i = 0; i < nb_workers; i++) {
+        if (pthread_create(&th[i], NULL, conv_worker, s)) {
+            break;
+        }
+        started++;
+    }
+    if (!started) {
+        conv_worker(s);
+    }
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+    }
+    pthread_mutex_destroy(&s->lock);
+    return s->err;
+}
+
+int img_cmd_convert(int argc, char **argv)
+{
+    enum { OPT_IMAGE_OPTS = 256, OPT_TARGET_IS_ZERO, OPT_TARGET_IMAGE_OPTS };
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
+        { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL, *out_fmt = "raw", *prealloc = NULL;
+    char *optstr = NULL, *backing = NULL, *backing_fmt = NULL;
+    bool compress = false, progress = false, no_create = false, target_is_zero = false,
+         quiet = false;
+    struct img_open_flags sfl = { .read_only = true };
+    /* The target is written with cache=unsafe unless -t says otherwise,
+     * as qemu-img convert does. */
+    struct img_open_flags tfl = { .read_only = false, .has_cache = true,
+                                  .cache = CACHE_UNSAFE };
+    uint64_t sparse = 4096, workers = 8;
+    int c, ret = IMG_EXIT_FAIL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+hf:O:B:F:co:l:S:pt:T:qnm:WUCr:",
+                            longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'O':
+            out_fmt = optarg;
+            break;
+        case 'B':
+            free(backing);
+            backing = strdup(optarg);
+            break;
+        case 'F':
+            free(backing_fmt);
+            backing_fmt = strdup(optarg);
+            break;
+        case 'c':
+            compress = true;
+            break;
+        case 'o':
+            if (optstr) {
+                char *j = NULL;
+                if (asprintf(&j, "%s,%s", optstr, optarg) < 0) {
+                    goto out;
+                }
+                free(optstr);
+                optstr = j;
+            } else {
+                optstr = strdup(optarg);
+            }
+            break;
+        case 'S':
+            if (img_parse_size(optarg, &sparse) < 0 || sparse > (1u << 30) ||
+                sparse % BDRV_SECTOR_SIZE) {
+                ret = img_error("Invalid buffer size for sparse output specified. Valid "
+                                "sizes are multiples of 512 up to 1073741824. Select 0 to "
+                                "disable sparse detection (fully allocates output).");
+                goto out;
+            }
+            break;
+        case 'p':
+            progress = true;
+            break;
+        case 't':
+            if (img_parse_cache(optarg, &tfl.cache) < 0) {
+                goto out;
+            }
+            break;
+        case 'T':
+            if (img_parse_cache(optarg, &sfl.cache) < 0) {
+                goto out;
+            }
+            sfl.has_cache = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'n':
+            no_create = true;
+            break;
+        case 'm':
+            if (parse_uint(optarg, &workers) < 0 || workers < 1 || workers > 16) {
+                ret = img_error("Invalid number of coroutines. Allowed number of "
+                                "coroutines is between 1 and 16");
+                goto out;
+            }
+            break;
+        case 'W':
+        case 'C':
+            /* Writes are always allowed out of order; copy offloading is
+             * never required. */
+            break;
+        case 'U':
+            sfl.force_share = true;
+            break;
+        case 'l':
+            ret = img_error("Snapshots are not supported by convert");
+            goto out;
+        case 'r':
+            break;
+        case OPT_IMAGE_OPTS:
+            sfl.image_opts = true;
+            break;
+        case OPT_TARGET_IMAGE_OPTS:
+            tfl.image_opts = true;
+            break;
+        case OPT_TARGET_IS_ZERO:
+            target_is_zero = true;
+            break;
+        case 'h':
+            ret = img_cmd_help("convert");
+            goto out;
+        default:
+            ret = img_bad_option();
+            goto out;
+        }
+    }
+    int nb_src = argc - optind - 1;
+    if (nb_src < 1) {
+        img_print_synopsis(stderr, "convert");
+        ret = img_usage_error("Must specify image file name");
+        goto out;
+    }
+    const char *out_name = argv[argc - 1];
+    if (target_is_zero && !no_create) {
+        ret = img_error("--target-is-zero requires use of -n flag");
+        goto out;
+    }
+    if (tfl.image_opts && !no_create) {
+        ret = img_error("--target-image-opts requires use of -n flag");
+        goto out;
+    }
+    if (!img_format_known(out_fmt)) {
+        ret = img_error("Unknown file format '%s'", out_fmt);
+        goto out;
+    }
+    if (compress) {
+        ret = img_error("Compression not supported for this file format");
+        goto out;
+    }
+    if (optstr && (!strcmp(optstr, "help") || !strcmp(optstr, "?"))) {
+        img_print_create_help(out_fmt);
+        ret = 0;
+        goto out;
+    }
+    struct bdrv_create_opts co = { 0 };
+    if (optstr && img_parse_create_opts(optstr, out_fmt, &co, &prealloc, &backing,
+                                        &backing_fmt)) {
+        goto out;
+    }
+    if (backing && strcmp(out_fmt, "qcow2")) {
+        ret = img_error("Backing file not supported for file format '%s'", out_fmt);
+        goto out;
+    }
+    if (backing && no_create) {
+        ret = img_error("Specifying backing image makes no sense when not creating "
+                        "target image");
+        goto out;
+    }
+
+    struct conv_state s = { .nb_src = nb_src, .sparse = sparse };
+    s.src = calloc((size_t)nb_src, sizeof(*s.src));
+    s.src_len = calloc((size_t)nb_src, sizeof(*s.src_len));
+    if (!s.src || !s.src_len) {
+        img_error("Out of memory");
+        goto out_free_src;
+    }
+    for (int i = 0; i < nb_src; i++) {
+        s.src[i] = img_open_ex(argv[optind + i], fmt, &sfl);
+        if (!s.src[i]) {
+            goto out_free_src;
+        }
+        int64_t l = bdrv_getlength(s.src[i]);
+        if (l < 0) {
+            img_error("Could not get size of '%s': %s", argv[optind + i], strerror((int)-l));
+            goto out_free_src;
+        }
+        s.src_len[i] = (uint64_t)l;
+        s.total += (uint64_t)l;
+    }
+
+    if (!no_create) {
+        if (backing && !backing_fmt) {
+            struct bdrv_node *b = img_open(backing, NULL, true, true);
+            if (!b) {
+                goto out_free_src;
+            }
+            backing_fmt = strdup(bdrv_driver_name(b));
+            bdrv_unref(b);
+        }
+        co.size = s.total;
+        co.backing_file = backing;
+        co.backing_format = backing_fmt;
+        struct error *err = NULL;
+        if (bdrv_create(out_fmt, out_name, &co, &err) < 0) {
+            img_error("%s: error while converting %s: %s", out_name, out_fmt, err->msg);
+            error_free(err);
+            goto out_free_src;
+        }
+    }
+    s.dst = img_open_ex(out_name, no_create ? NULL : out_fmt, &tfl);
+    if (!s.dst) {
+        goto out_free_src;
+    }
+    if (no_create) {
+        int64_t l = bdrv_getlength(s.dst);
+        if (l >= 0 && (uint64_t)l < s.total) {
+            img_error("Output image is too small (%" PRIu64 " < %" PRIu64 ")",
+                      (uint64_t)l, s.total);
+            goto out_unref_dst;
+        }
+    }
+    s.target_has_backing = backing != NULL;
+    /* A new image without backing reads as zeroes everywhere; an existing
+     * one only when the user says so. */
+    s.target_zero = no_create ? target_is_zero : !backing;
+    img_progress_init(&s.prog, progress && !quiet);
+    int r = run_copy(&s, (unsigned)workers);
+    if (r == 0) {
+        r = bdrv_flush(s.dst);
+        if (r < 0) {
+            img_error("Could not flush '%s': %s", out_name, strerror(-r));
+            goto out_unref_dst;
+        }
+    } else {
+        img_progress_end(&s.prog);
+        img_error("error while %s at byte %" PRIu64 ": %s",
+                  s.err_write ? "writing" : "reading", s.err_off, strerror(-r));
+        goto out_unref_dst;
+    }
+    img_progress_end(&s.prog);
+    ret = 0;
+out_unref_dst:
+    bdrv_unref(s.dst);
+out_free_src:
+    for (int i = 0; s.src && i < nb_src; i++) {
+        if (s.src[i]) {
+            bdrv_unref(s.src[i]);
+        }
+    }
+    free(s.src);
+    free(s.src_len);
+out:
+    free(optstr);
+    free(backing);
+    free(backing_fmt);
+    return ret;
+}
