@@ -789,6 +789,22 @@ START_TEST(read_only_at_run_time)
     uint8_t b;
     hwt_file_read(T.img[0], 0, &b, 1);
     ck_assert_uint_eq(b, 0x42);
+
+    /* the mode flips in the middle of the data phase: the write is
+     * refused by the backend and reported as ABRT */
+    inb(&T, 0x1f7);
+    ata_cmd(0, 0, 1, 1, 0x30);
+    ck_assert_uint_eq(alt(0), 0x58);
+    ck_assert_int_eq(blk_set_read_only(T.blk[0], true, &err), 0);
+    hash = hwt_file_hash(T.img[0]);
+    int before = T.raises[14];
+    for (int i = 0; i < 256; i++)
+        outw(&T, 0x1f0, 0x4343);
+    hwt_wait(&T, !(alt(0) & 0x80));
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x41);
+    ck_assert_uint_eq(inb(&T, 0x1f1), 0x04);
+    ck_assert_int_eq(T.raises[14], before + 1);
+    ck_assert_uint_eq(hwt_file_hash(T.img[0]), hash);
 }
 END_TEST
 
