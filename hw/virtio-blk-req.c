@@ -451,8 +451,12 @@ void vblk_kick(struct vblk *s, unsigned q)
     if (q >= s->num_queues || s->broken)
         return;
     vq = &s->vqs[q];
-    if (!vq_usable(vq, s->mem))
+    if (!vq->ready)
         return;             /* notify before setup: nothing to look at */
+    if (!vq_usable(vq, s->mem)) {
+        set_broken(s);      /* rings outside RAM, or a bad size */
+        return;
+    }
     for (;;) {
         struct vblk_req *r = req_get(s);
         int ret;
