@@ -261,6 +261,24 @@ struct bdrv_ops {
      */
     int (*check)(struct bdrv_node *bs, struct bdrv_check_result *res, unsigned fix,
                  struct error **errp);
+
+    /*
+     * Rewrite the backing file name and format stored in the image
+     * (NULL backing_file: none) behind bdrv_change_backing_file
+     * (block/amend.c); the core has checked the node is read-write.
+     * Called with no request in flight. Returns 0 or -errno with *errp
+     * set. NULL: the core uses the format's built-in handler if it has
+     * one (block/amend.c), else -ENOTSUP.
+     */
+    int (*change_backing_file)(struct bdrv_node *bs, const char *backing_file,
+                               const char *backing_fmt, struct error **errp);
+
+    /*
+     * Change format options in place behind bdrv_amend; same entry rules
+     * as change_backing_file. NULL: as change_backing_file.
+     */
+    int (*amend)(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
+                 struct error **errp);
 };
 
 /* Statistics, updated atomically by the checking layer. */
@@ -322,6 +340,13 @@ const struct bdrv_ops *bdrv_find_driver(const char *name);
 extern const struct bdrv_ops bdrv_file_ops;
 extern const struct bdrv_ops bdrv_raw_ops;
 extern const struct bdrv_ops bdrv_qcow2_ops;    /* block/qcow2.c */
+/* qcow2's backing-file change, amend and format facts (block/qcow2-amend.c),
+ * reached through block/amend.c until the vtable names them. */
+int qcow2_change_backing_file(struct bdrv_node *bs, const char *backing_file,
+                              const char *backing_fmt, struct error **errp);
+int qcow2_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
+                struct error **errp);
+void qcow2_get_format_info(struct bdrv_node *bs, struct bdrv_qcow2_info *qi);
 extern const struct bdrv_ops bdrv_nbd_ops;      /* block/nbd.c (libnbd client) */
 
 /*

@@ -189,6 +189,42 @@ struct bdrv_check_result {
 int bdrv_check(struct bdrv_node *bs, struct bdrv_check_result *res, unsigned fix,
                struct error **errp);
 
+/*
+ * Point the image at a new backing file (qemu-img rebase, and -u) or at
+ * none (backing_file NULL): only the name and format stored in the image
+ * change; the data and the node's open backing child are left alone.
+ * Needs a read-write node (-EPERM otherwise); -ENOTSUP for formats
+ * without backing files. 0 or -errno with *errp set.
+ */
+int bdrv_change_backing_file(struct bdrv_node *bs, const char *backing_file,
+                             const char *backing_fmt, struct error **errp);
+
+/* What qemu-img amend may change on an existing image. */
+struct bdrv_amend_opts {
+    const char *compat;             /* "0.10" or "1.1"; NULL = unchanged */
+    struct opt_bool lazy_refcounts; /* unset = unchanged */
+};
+/*
+ * Change format options in place (qemu-img amend). Needs a read-write
+ * node; -ENOTSUP (message "Format driver 'raw' does not support option
+ * amendment") for formats without amend. 0 or -errno with *errp set.
+ */
+int bdrv_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
+               struct error **errp);
+
+/* Format-specific facts `info` shows under "Format specific information"
+ * (qcow2 only for now). */
+struct bdrv_qcow2_info {
+    bool valid;                 /* false: not a qcow2 node */
+    const char *compat;         /* "0.10" or "1.1" */
+    bool lazy_refcounts;
+    unsigned refcount_bits;
+    bool corrupt;
+    bool extended_l2;
+    const char *compression_type;   /* "zlib" or "zstd" */
+};
+void bdrv_get_qcow2_info(struct bdrv_node *bs, struct bdrv_qcow2_info *qi);
+
 /* What `diskdm-img info` shows. Strings point into the node. */
 struct bdrv_info {
     const char *filename;

@@ -142,7 +142,7 @@ struct bdrv_node *img_open_ex(const char *filename, const char *fmt,
     struct bdrv_node *bs = bdrv_open(&o, &err);
     bdrv_open_opts_free(&o);
     if (!bs) {
-        img_error("Could not open '%s': %s", filename, err->msg);
+        img_error("%s '%s': %s", fl->what ? fl->what : "Could not open", filename, err->msg);
         error_free(err);
     }
     return bs;

@@ -57,6 +57,7 @@ struct img_open_flags {
     bool no_backing;            /* do not open the backing chain */
     bool has_cache;
     enum cache_mode cache;      /* -t / -T */
+    const char *what;           /* message prefix; NULL = "Could not open" */
 };
 
 /*
