@@ -45,6 +45,7 @@ struct nbd_cli {
     enum cache_mode cache;
     enum discard_mode discard;
     enum detect_zeroes_mode detect_zeroes;
+    int aio;                    /* bdrv_open_opts.aio value */
     bool image_opts;
     const char *tls_creds;
     const char *tls_authz;
@@ -240,11 +241,13 @@ static void parse_args(int argc, char **argv, struct nbd_cli *c)
             c->cache = i;
             break;
         case OPT_AIO:
-            /* The block layer picks io_uring where the kernel allows it and
-             * its worker pool otherwise; the choice is accepted, not needed. */
-            if (enum_index(aio_names, optarg) < 0) {
+            /* "native" (Linux AIO, O_DIRECT only) maps to the block layer's
+             * automatic choice: io_uring where the kernel allows it. */
+            i = enum_index(aio_names, optarg);
+            if (i < 0) {
                 die_usage("Invalid aio mode '%s'", optarg);
             }
+            c->aio = i == 0 ? AIO_THREADS : i == 2 ? AIO_IO_URING : AIO_AUTO;
             break;
         case OPT_DISCARD:
             i = enum_index(discard_mode_names, optarg);
@@ -569,6 +572,7 @@ static int build_open_opts(const struct nbd_cli *c, struct bdrv_open_opts *o,
         o->cache = c->cache;
         o->discard = c->discard;
         o->detect_zeroes = c->detect_zeroes;
+        o->aio = c->aio;
     }
     if (c->read_only) {
         /* ro-forced: never O_RDWR, at any layer */

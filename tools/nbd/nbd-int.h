@@ -175,6 +175,8 @@ enum nbd_state {
 #define NBD_IBUF_SIZE   (64 * 1024)
 #define NBD_MAX_OPT_LEN (64 * 1024)          /* larger options: ERR_TOO_BIG */
 #define NBD_MAX_OPT_DISCARD (16u << 20)      /* beyond this: disconnect */
+#define NBD_BUF_CACHE   8                    /* buffers kept per session */
+#define NBD_BUF_CACHE_MAX (4u << 20)         /* larger ones are not kept */
 
 /* An in-flight transmission request. */
 struct nbd_req {
@@ -185,7 +187,8 @@ struct nbd_req {
     unsigned refs;              /* running ops + queued segments + builder */
     unsigned pending;           /* READ: data reads still running (+ builder) */
     int err;                    /* first -errno seen */
-    char *buf;                  /* READ/WRITE data */
+    char *buf;                  /* READ/WRITE data (nbd_buf_get) */
+    uint32_t buf_size;          /* its allocated size */
     struct nbd_extent *ext;     /* READ map or BLOCK_STATUS extents */
     unsigned n_ext;
     uint32_t covered;           /* bytes ext[] covers */
@@ -231,6 +234,11 @@ struct nbd_session {
     /* output queue */
     struct nbd_seg *out_head, *out_tail;
     size_t out_bytes;
+
+    /* recently freed data buffers, reused so that the next request's
+     * buffer is already mapped (page faults cost as much as a copy) */
+    struct { char *p; uint32_t len; } bufs[NBD_BUF_CACHE];
+    unsigned nbufs;
 };
 
 /* session.c */
@@ -241,6 +249,9 @@ void nbd_out_bytes(struct nbd_session *s, const void *data, size_t len);
 void nbd_session_fatal(struct nbd_session *s, const char *why);
 void nbd_req_unref(struct nbd_req *r);
 void nbd_session_notify(struct nbd_session *s);
+/* A data buffer of at least len bytes for r (sets r->buf, r->buf_size and
+ * counts it in s->buffered); false when out of memory. */
+bool nbd_req_alloc_buf(struct nbd_req *r);
 
 /* handshake.c */
 void nbd_hs_start(struct nbd_session *s);       /* queue the greeting */

@@ -36,6 +36,9 @@ struct nbd_session *nbd_session_new(const struct nbd_export *exp,
 
 static void session_destroy(struct nbd_session *s)
 {
+    for (unsigned i = 0; i < s->nbufs; i++) {
+        free(s->bufs[i].p);
+    }
     free(s->ibuf);
     free(s);
 }
@@ -165,6 +168,43 @@ void nbd_session_out_sent(struct nbd_session *s, size_t n)
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */
 
+bool nbd_req_alloc_buf(struct nbd_req *r)
+{
+    struct nbd_session *s = r->s;
+    uint32_t need = r->len ? r->len : 1;
+    for (unsigned i = 0; i < s->nbufs; i++) {
+        if (s->bufs[i].len >= need && s->bufs[i].len / 2 <= need) {
+            r->buf = s->bufs[i].p;
+            r->buf_size = s->bufs[i].len;
+            s->bufs[i] = s->bufs[--s->nbufs];
+            s->buffered += r->buf_size;
+            return true;
+        }
+    }
+    r->buf = malloc(need);
+    if (!r->buf) {
+        return false;
+    }
+    r->buf_size = need;
+    s->buffered += need;
+    return true;
+}
+
+static void buf_release(struct nbd_session *s, char *p, uint32_t len)
+{
+    if (s->freed || len > NBD_BUF_CACHE_MAX || len < 4096) {
+        free(p);
+        return;
+    }
+    if (s->nbufs == NBD_BUF_CACHE) {
+        free(s->bufs[0].p);     /* keep the most recent ones */
+        s->bufs[0] = s->bufs[--s->nbufs];
+    }
+    s->bufs[s->nbufs].p = p;
+    s->bufs[s->nbufs].len = len;
+    s->nbufs++;
+}
+
 void nbd_req_unref(struct nbd_req *r)
 {
     if (--r->refs > 0) {
@@ -172,8 +212,8 @@ void nbd_req_unref(struct nbd_req *r)
     }
     struct nbd_session *s = r->s;
     if (r->buf) {
-        free(r->buf);
-        s->buffered -= r->len;
+        s->buffered -= r->buf_size;
+        buf_release(s, r->buf, r->buf_size);
     }
     free(r->ext);
     free(r);

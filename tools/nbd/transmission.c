@@ -252,15 +252,11 @@ static void read_mapped(void *opaque, int ret)
             run += r->ext[j].len;
             j++;
         }
-        if (!r->buf) {
-            r->buf = malloc(r->len);
-            if (!r->buf) {
-                if (r->err == 0) {
-                    r->err = -ENOMEM;
-                }
-                break;
+        if (!r->buf && !nbd_req_alloc_buf(r)) {
+            if (r->err == 0) {
+                r->err = -ENOMEM;
             }
-            s->buffered += r->len;
+            break;
         }
         r->refs++;
         r->pending++;
@@ -559,11 +555,9 @@ bool nbd_tx_step(struct nbd_session *s)
             nbd_session_fatal(s, "WRITE larger than the maximum block size");
             return false;
         }
-        r->buf = malloc(r->len ? r->len : 1);
-        if (!r->buf) {
+        if (!nbd_req_alloc_buf(r)) {
             abort();
         }
-        s->buffered += r->len;
         s->cur = r;
         s->pay_got = 0;
         s->state = NBD_ST_REQ_PAYLOAD;
