@@ -28,6 +28,10 @@ runs a script from stdin, one command per line:
   atapi-read DEV LBA     READ(10) of one 2048-byte block
   atapi-write DEV LBA    WRITE(10) of one block (a CD refuses it)
   atapi-eject DEV        START STOP UNIT with LoEj (the guest ejects)
+  virtio-ro SLOT         does the virtio-blk at PCI 00:SLOT.0 offer
+                         VIRTIO_BLK_F_RO (legacy host features)?
+  virtio-write SLOT SECTOR BYTE
+                         one 512-byte OUT request through the legacy queue
   echo TEXT              print TEXT
   # ...                  comment
 
@@ -292,6 +296,73 @@ class Guest:
         return self.atapi_result("eject", dev, st, err)
 
 
+VIRTIO_IO = 0xc100          # where the guest puts each virtio BAR0 (+0x100 per slot)
+
+
+class Virtio:
+    """Just enough of a legacy virtio-pci driver for one request at a time."""
+
+    def __init__(self, g, slot):
+        self.g, self.slot = g, slot
+        self.io = VIRTIO_IO + 0x100 * (slot - 2)
+        self.ring = 0x200000 + 0x10000 * slot
+        cfg = 0x80000000 | slot << 11
+        g.cmd("outl 0xcf8 0x%x" % cfg)
+        self.present = int(g.cmd("inl 0xcfc"), 16) == 0x10011af4
+        if not self.present:
+            return
+        g.cmd("outl 0xcf8 0x%x" % (cfg | 0x10))
+        g.cmd("outl 0xcfc 0x%x" % (self.io | 1))
+        g.cmd("outl 0xcf8 0x%x" % (cfg | 0x04))
+        g.cmd("outw 0xcfc 0x0005")
+        self.ready = False
+
+    def features(self):
+        return int(self.g.cmd("inl 0x%x" % self.io), 16)
+
+    def setup(self):
+        g, io = self.g, self.io
+        g.cmd("outb 0x%x 0x00" % (io + 0x12))            # reset
+        g.cmd("outb 0x%x 0x03" % (io + 0x12))            # ACKNOWLEDGE | DRIVER
+        g.cmd("outl 0x%x 0x%x" % (io + 0x04, self.features() & (1 << 5)))
+        g.cmd("outw 0x%x 0x0000" % (io + 0x0e))          # queue 0
+        self.qsize = int(g.cmd("inw 0x%x" % (io + 0x0c)), 16)
+        g.cmd("memset 0x%x 0x3000 0" % self.ring)
+        g.cmd("outl 0x%x 0x%x" % (io + 0x08, self.ring >> 12))
+        g.cmd("outb 0x%x 0x07" % (io + 0x12))            # + DRIVER_OK
+        self.avail_idx = 0
+        self.ready = True
+
+    def request(self, rtype, sector, data):
+        g, ring = self.g, self.ring
+        if not self.ready:
+            self.setup()
+        hdr, buf, st = ring + 0x4000, ring + 0x5000, ring + 0x6000
+        g.cmd("writel 0x%x 0x%x" % (hdr, rtype))
+        g.cmd("writel 0x%x 0x0" % (hdr + 4))
+        g.cmd("writeq 0x%x 0x%x" % (hdr + 8, sector))
+        g.cmd("memset 0x%x %d 0x%02x" % (buf, len(data), data[0]))
+        g.cmd("writeb 0x%x 0xff" % st)
+        avail = ring + 16 * self.qsize
+        used = (avail + 6 + 2 * self.qsize + 4095) & ~4095
+        descs = [(hdr, 16, 1, 1), (buf, len(data), 1, 2), (st, 1, 2, 0)]
+        for i, (addr, ln, flags, nxt) in enumerate(descs):
+            d = ring + 16 * i
+            g.cmd("writeq 0x%x 0x%x" % (d, addr))
+            g.cmd("writel 0x%x 0x%x" % (d + 8, ln))
+            g.cmd("writew 0x%x 0x%x" % (d + 12, flags))
+            g.cmd("writew 0x%x 0x%x" % (d + 14, nxt))
+        g.cmd("writew 0x%x 0x0" % (avail + 4 + 2 * (self.avail_idx % self.qsize)))
+        self.avail_idx += 1
+        g.cmd("writew 0x%x 0x%x" % (avail + 2, self.avail_idx))
+        g.cmd("outw 0x%x 0x0000" % (self.io + 0x10))
+        for _ in range(100000):
+            if int(g.cmd("readw 0x%x" % (used + 2)), 16) == self.avail_idx:
+                break
+        g.cmd("inb 0x%x" % (self.io + 0x13))             # ISR: lower INTx
+        return int(g.cmd("readb 0x%x" % st), 16)
+
+
 def image_check(path, lba, count, byte):
     runs = []
     with open(path, "rb") as f:
@@ -347,6 +418,7 @@ def main():
         sys.stderr.write("usage: xen-guest.py --sock PATH < SCRIPT\n")
         return 2
     g = Guest(sys.argv[2])
+    vdevs = {}
     try:
         for raw in sys.stdin:
             line = raw.strip()
@@ -377,6 +449,19 @@ def main():
                 a = rest.split(None, 4)
                 out = g.ide_dma_write(a[0], int(a[1], 0), int(a[2], 0),
                                       int(a[3], 0), a[4])
+            elif word == "virtio-ro":
+                v = Virtio(g, int(args[0], 0))
+                if not v.present:
+                    out = "virtio slot %s: no device" % args[0]
+                else:
+                    out = "virtio slot %s: read-only feature %s" % (
+                        args[0], "offered" if v.features() & (1 << 5) else "not offered")
+            elif word == "virtio-write":
+                v = vdevs.setdefault(args[0], None) or Virtio(g, int(args[0], 0))
+                vdevs[args[0]] = v
+                st = v.request(1, int(args[1], 0), bytes([int(args[2], 0)]) * 512)
+                out = "virtio write to slot %s: %s" % (
+                    args[0], {0: "OK", 1: "I/O error", 2: "unsupported"}.get(st, "status %d" % st))
             elif word == "image-check":
                 out = image_check(args[0], int(args[1], 0), int(args[2], 0),
                                   int(args[3], 0))
