@@ -8,18 +8,19 @@
 set -eu
 : "${XEN_TRACE_DOMID:?}" "${XL:?}" "${DISKDM:?}"
 D=$XEN_TRACE_DOMID
-xl_args="" dm_args=""
+xl_args="" dm_args="" vd=0
 while [ $# -gt 0 ]; do
     if [ "$1" != -drive ]; then
         dm_args="$dm_args $1"
         shift
         continue
     fi
-    file="" index="" media=disk access=rw extra=""
+    file="" index="" media=disk access=rw extra="" iface=ide
     for kv in $(echo "$2" | tr ',' ' '); do
         case $kv in
         file=*) file=${kv#file=} ;;
         format=raw|if=ide) ;;
+        if=virtio) iface=virtio ;;
         index=*) index=${kv#index=} ;;
         media=*) media=${kv#media=} ;;
         readonly=on|read-only=on) access=ro ;;
@@ -28,7 +29,13 @@ while [ $# -gt 0 ]; do
         *) echo "_xen-trace-dm.sh: unsupported drive option $kv" >&2; exit 1 ;;
         esac
     done
-    vdev=hd$(echo abcd | cut -c$((index + 1)))
+    if [ $iface = virtio ]; then
+        # virtio drives take slots in order, as vda, vdb, ... do by devid
+        vd=$((vd + 1))
+        vdev=vd$(echo abcdefgh | cut -c$vd)
+    else
+        vdev=hd$(echo abcd | cut -c$((index + 1)))
+    fi
     if [ "$media" = cdrom ]; then
         xl_args="$xl_args --disk $file,raw,$vdev,ro,devtype=cdrom$extra"
     else

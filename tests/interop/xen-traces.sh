@@ -1,5 +1,5 @@
 #!/bin/sh
-# The IDE and ATAPI guest I/O traces (tests/traces), replayed by
+# The IDE, ATAPI and virtio-blk guest I/O traces (tests/traces), replayed by
 # diskdm-trace against `diskdm --domid N` whose disks come from xenstore
 # (written by diskdm-xl; readonly=on becomes mode=r) instead of -drive:
 # every reply must match the same expected file, so a disk from xenstore
@@ -13,9 +13,10 @@ start_xenstored
 export XL DISKDM
 n=0 domid=0
 for tr in "$SRCDIR"/tests/traces/*.trace; do
-    # only traces whose disks are all IDE/ATAPI
+    # traces with disks whose options all have a xenstore equivalent
+    # (num-queues and serial have none)
     grep -q '^!disk' "$tr" || continue
-    if grep '^!disk' "$tr" | grep -qv 'if=ide'; then continue; fi
+    if grep '^!disk' "$tr" | grep -q -e num-queues -e serial=; then continue; fi
     domid=$((domid + 1))
     name=$(basename "$tr" .trace)
     if ! XEN_TRACE_DOMID=$domid "$BUILD/diskdm-trace" "$tr" -- \
