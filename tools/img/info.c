@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void print_human(const struct bdrv_info *in)
+static void print_human(const struct bdrv_info *in, const struct bdrv_qcow2_info *qi)
 {
     char a[32], b[32];
     printf("image: %s\n", in->filename);
@@ -38,33 +38,54 @@ static void print_human(const struct bdrv_info *in)
             printf("backing file format: %s\n", in->backing_format);
         }
     }
+    if (qi->valid) {
+        bool v3 = !strcmp(qi->compat, "1.1");
+        printf("Format specific information:\n");
+        printf("    compat: %s\n", qi->compat);
+        printf("    compression type: %s\n", qi->compression_type);
+        if (v3) {
+            printf("    lazy refcounts: %s\n", qi->lazy_refcounts ? "true" : "false");
+        }
+        printf("    refcount bits: %u\n", qi->refcount_bits);
+        if (v3) {
+            printf("    corrupt: %s\n", qi->corrupt ? "true" : "false");
+            printf("    extended l2: %s\n", qi->extended_l2 ? "true" : "false");
+        }
+    }
 }
 
-/* qemu-img's layout: four-space indents, "key": value, one per line. */
-static void print_json_value(struct json_object *v, int depth)
+static struct json_object *format_specific(const struct bdrv_qcow2_info *qi)
 {
-    if (json_object_get_type(v) != json_type_object) {
-        fputs(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-                                             JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-        return;
+    bool v3 = !strcmp(qi->compat, "1.1");
+    struct json_object *d = json_object_new_object();
+    json_object_object_add(d, "compat", json_object_new_string(qi->compat));
+    json_object_object_add(d, "compression-type", json_object_new_string(qi->compression_type));
+    if (v3) {
+        json_object_object_add(d, "lazy-refcounts", json_object_new_boolean(qi->lazy_refcounts));
     }
-    bool first = true;
-    printf("{");
-    json_object_object_foreach(v, key, val) {
-        printf("%s\n%*s\"%s\": ", first ? "" : ",", (depth + 1) * 4, "", key);
-        print_json_value(val, depth + 1);
-        first = false;
+    json_object_object_add(d, "refcount-bits", json_object_new_int64(qi->refcount_bits));
+    if (v3) {
+        json_object_object_add(d, "corrupt", json_object_new_boolean(qi->corrupt));
+        json_object_object_add(d, "extended-l2", json_object_new_boolean(qi->extended_l2));
     }
-    printf("\n%*s}", depth * 4, "");
+    struct json_object *fs = json_object_new_object();
+    json_object_object_add(fs, "type", json_object_new_string("qcow2"));
+    json_object_object_add(fs, "data", d);
+    return fs;
 }
 
-static int print_json(const struct bdrv_info *in)
+static struct json_object *info_json(const struct bdrv_info *in,
+                                     const struct bdrv_qcow2_info *qi)
 {
     struct json_object *o = json_object_new_object();
     if (!o) {
-        return -1;
+        return NULL;
     }
-    /* Key order as qemu-img prints it. */
+    /* Key order as qemu-img prints it (its dictionary's order). */
+    if (in->backing_filename && in->backing_format) {
+        json_object_object_add(o, "backing-filename-format",
+                               json_object_new_string(in->backing_format));
+    }
     json_object_object_add(o, "virtual-size", json_object_new_int64((int64_t)in->virtual_size));
     json_object_object_add(o, "filename", json_object_new_string(in->filename));
     if (in->cluster_size) {
@@ -77,37 +98,36 @@ static int print_json(const struct bdrv_info *in)
     if (in->encrypted) {
         json_object_object_add(o, "encrypted", json_object_new_boolean(1));
     }
+    if (qi->valid) {
+        json_object_object_add(o, "format-specific", format_specific(qi));
+    }
     if (in->backing_filename) {
-        json_object_object_add(o, "backing-filename",
-                               json_object_new_string(in->backing_filename));
         if (in->full_backing_filename) {
             json_object_object_add(o, "full-backing-filename",
                                    json_object_new_string(in->full_backing_filename));
         }
-        if (in->backing_format) {
-            json_object_object_add(o, "backing-filename-format",
-                                   json_object_new_string(in->backing_format));
-        }
+        json_object_object_add(o, "backing-filename",
+                               json_object_new_string(in->backing_filename));
     }
     json_object_object_add(o, "dirty-flag", json_object_new_boolean(in->dirty));
-    print_json_value(o, 0);
-    printf("\n");
-    json_object_put(o);
-    return 0;
+    return o;
 }
 
 int img_cmd_info(int argc, char **argv)
 {
-    enum { OPT_OUTPUT = 256 };
+    enum { OPT_OUTPUT = 256, OPT_CHAIN, OPT_IMAGE_OPTS };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, OPT_OUTPUT },
+        { "backing-chain", no_argument, NULL, OPT_CHAIN },
         { "force-share", no_argument, NULL, 'U' },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL;
-    bool json = false, force_share = false;
+    bool json = false, chain = false;
+    struct img_open_flags fl = { .read_only = true };
     int c;
 
     optind = 1;
@@ -117,7 +137,13 @@ int img_cmd_info(int argc, char **argv)
             fmt = optarg;
             break;
         case 'U':
-            force_share = true;
+            fl.force_share = true;
+            break;
+        case OPT_CHAIN:
+            chain = true;
+            break;
+        case OPT_IMAGE_OPTS:
+            fl.image_opts = true;
             break;
         case OPT_OUTPUT:
             if (!strcmp(optarg, "json")) {
@@ -129,32 +155,55 @@ int img_cmd_info(int argc, char **argv)
             }
             break;
         case 'h':
-            printf("Usage: diskdm-img info [-f FMT] [--output=human|json] [-U] FILENAME\n");
-            return 0;
+            return img_cmd_help("info");
         default:
-            return IMG_EXIT_USAGE;
+            return img_bad_option();
         }
     }
     if (optind != argc - 1) {
+        img_print_synopsis(stderr, "info");
         return img_usage_error("Expecting one image file name");
     }
     const char *filename = argv[optind];
 
-    struct bdrv_node *bs = img_open(filename, fmt, true, force_share);
+    struct bdrv_node *bs = img_open_ex(filename, fmt, &fl);
     if (!bs) {
         return IMG_EXIT_FAIL;
     }
-    struct bdrv_info info;
-    bdrv_get_info(bs, &info);
-    /* qemu-img shows the name as given, not as the node stores it. */
-    info.filename = filename;
+    struct json_object *arr = chain && json ? json_object_new_array() : NULL;
     int ret = 0;
-    if (json) {
-        if (print_json(&info) < 0) {
-            ret = img_error("Out of memory");
+    for (struct bdrv_node *n = bs; n; n = chain ? bdrv_backing_child(n) : NULL) {
+        struct bdrv_info info;
+        struct bdrv_qcow2_info qi;
+        bdrv_get_info(n, &info);
+        bdrv_get_qcow2_info(n, &qi);
+        /* qemu-img shows the top's name as given; backing files by the
+         * name they were opened with. */
+        if (n == bs) {
+            info.filename = filename;
         }
-    } else {
-        print_human(&info);
+        if (json) {
+            struct json_object *o = info_json(&info, &qi);
+            if (!o) {
+                ret = img_error("Out of memory");
+                break;
+            }
+            if (arr) {
+                json_object_array_add(arr, o);
+            } else {
+                img_json_print(o);
+                json_object_put(o);
+            }
+        } else {
+            if (n != bs) {
+                printf("\n");
+            }
+            print_human(&info, &qi);
+        }
+    }
+    if (arr) {
+        img_json_print(arr);
+        json_object_put(arr);
     }
     bdrv_unref(bs);
     return ret;
