@@ -155,6 +155,9 @@ ok "image checks"
 printf '!disk if=ide,index=0,size=64K\n!poll inb 0x3f6 mask 0xff == 0x12 timeout 50\n' > poll.trace
 run 1 "$TR" --record poll.trace -- "$DM" -qtest stdio
 has "diskdm-trace: poll.trace:2: !poll inb 0x3f6 mask 0xff == 0x12 timeout 50: condition not met within 50 ms (last reply 'OK 0x0050')"
+printf '!disk if=ide,index=0,size=64K\nirq_intercept_in ioapic\noutb 0x1f7 0xec\n!wait irq raise 14\ninb 0x1f7\n!wait irq raise 14 timeout 50\n' > wait.trace
+run 1 "$TR" --record wait.trace -- "$DM" -qtest stdio
+has "diskdm-trace: wait.trace:6: !wait irq raise 14 timeout 50: no 'IRQ raise 14' within 50 ms"
 printf 'endianness\n' > one.trace
 run 1 "$TR" --timeout 1 --record one.trace -- sh -c 'cat > /dev/null'
 has "diskdm-trace: one.trace:1: endianness: no reply within 1000 ms"
@@ -204,6 +207,8 @@ syntax "1: !raw: expected one quoted string without \\n" '!raw "a\\nb"\n'
 syntax "1: !window end without a begin" '!window end\n'
 syntax "2: !window begin without an end" '!window begin\ninb 0x80\n'
 syntax "1: !window: 'begin' or 'end'" '!window open\n'
+syntax "1: !wait: expected 'irq raise|lower N [timeout MS]'" '!wait irq blink 11\n'
+syntax "1: !wait: expected 'irq raise|lower N [timeout MS]'" '!wait 100\n'
 ok "syntax errors"
 
 # usage

@@ -446,6 +446,19 @@ int trace_parse(struct trace *t, char *text)
                 } else {
                     ret = parse_fail(t, lineno, "!window: 'begin' or 'end'");
                 }
+            } else if (!strcmp(word, "wait")) {
+                char what[8], level[8], extra[16];
+                unsigned gsi, ms = 2000;
+                int n = sscanf(args, "%7s %7s %u %15s %u", what, level, &gsi, extra, &ms);
+                st.kind = STEP_WAIT_IRQ;
+                st.poll_timeout_ms = ms;
+                if ((n != 3 && !(n == 5 && !strcmp(extra, "timeout"))) ||
+                    strcmp(what, "irq") || (strcmp(level, "raise") && strcmp(level, "lower"))) {
+                    ret = parse_fail(t, lineno, "!wait: expected 'irq raise|lower N [timeout MS]'");
+                } else {
+                    st.send = trace_xasprintf("IRQ %s %u", level, gsi);
+                    st.send_len = strlen(st.send);
+                }
             } else if (!strcmp(word, "pio")) {
                 ret = parse_pio(t, &st, args);
             } else if (!strcmp(word, "image")) {
@@ -455,7 +468,7 @@ int trace_parse(struct trace *t, char *text)
             }
         }
         if (have_mask && st.kind != STEP_POLL && st.kind != STEP_WINDOW_BEGIN &&
-            st.kind != STEP_WINDOW_END) {
+            st.kind != STEP_WINDOW_END && st.kind != STEP_WAIT_IRQ) {
             st.ranges = pending.ranges;
             st.nranges = pending.nranges;
             st.mask_bits = pending.mask_bits;

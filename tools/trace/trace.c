@@ -396,6 +396,55 @@ static int run_poll(struct runner *r, const struct step *st)
     }
 }
 
+/*
+ * Wait, sending nothing, until the IRQ line st->send is in the current
+ * window. For devices whose interrupt may follow the state a poll sees
+ * (QEMU's legacy virtio can show ISR 1 before INTx rises).
+ */
+static int run_wait_irq(struct runner *r, const struct step *st)
+{
+    uint64_t deadline = clock_ns() + (uint64_t)st->poll_timeout_ms * 1000000;
+    unsigned saved = r->tg.timeout_ms;
+    int ret = 0;
+    for (;;) {
+        if (r->window >= 0) {
+            const struct entry *w = &r->got.v[r->window];
+            for (size_t i = 0; i < w->nirqs; i++) {
+                if (!strcmp(w->irqs[i], st->send)) {
+                    goto out;
+                }
+            }
+        }
+        uint64_t now = clock_ns();
+        if (now >= deadline) {
+            ret = runner_fail(r, st, "no '%s' within %u ms", st->send, st->poll_timeout_ms);
+            goto out;
+        }
+        char *line = NULL;
+        r->tg.timeout_ms = (deadline - now + 999999) / 1000000;
+        int n = target_read_line(&r->tg, &line);
+        if (n == 0) {
+            ret = runner_fail(r, st, "the target closed the channel");
+            goto out;
+        } else if (n == -ETIMEDOUT) {
+            continue;
+        } else if (n < 0) {
+            ret = runner_fail(r, st, "cannot read from the target: %s", strerror(-n));
+            goto out;
+        }
+        if (strncmp(line, "IRQ ", 4) || r->window < 0) {
+            ret = runner_fail(r, st, "unexpected line '%s'", line);
+            free(line);
+            goto out;
+        }
+        struct entry *w = &r->got.v[r->window];
+        trace_strv_push(&w->irqs, &w->nirqs, line);
+    }
+out:
+    r->tg.timeout_ms = saved;
+    return ret;
+}
+
 static int run_pio(struct runner *r, const struct step *st, struct entry *e)
 {
     size_t n = st->bytes / st->width;
@@ -469,6 +518,9 @@ static int trace_run(struct runner *r)
         case STEP_WINDOW_BEGIN:
             r->grouped = true;
             r->group_started = false;
+            break;
+        case STEP_WAIT_IRQ:
+            ret = run_wait_irq(r, st);
             break;
         case STEP_WINDOW_END:
             r->grouped = false;

@@ -28,6 +28,7 @@ enum step_kind {
     STEP_IMAGE_SHA256,  /* !image N sha256 HEX */
     STEP_WINDOW_BEGIN,  /* !window begin: following steps share one IRQ window */
     STEP_WINDOW_END,    /* !window end */
+    STEP_WAIT_IRQ,      /* !wait irq raise|lower N: until that line arrives */
 };
 
 struct byte_range {
@@ -38,12 +39,13 @@ struct step {
     enum step_kind kind;
     int line;                   /* 1-based line in the trace */
     char *text;                 /* the trace line, the step's name in reports */
-    char *send;                 /* CMD, RAW, POLL: the bytes sent (no '\n') */
+    char *send;                 /* CMD, RAW, POLL: the bytes sent (no '\n');
+                                 * WAIT_IRQ: the IRQ line awaited */
     size_t send_len;
     /* POLL */
     uint64_t poll_mask, poll_value;
     bool poll_ne;
-    unsigned poll_timeout_ms;
+    unsigned poll_timeout_ms;   /* also WAIT_IRQ's */
     /* PIO */
     unsigned width;             /* 1, 2, 4 */
     unsigned port;
