@@ -439,7 +439,10 @@ int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
     uint8_t *cbuf = NULL;
     int ret = 0;
 
-    pthread_rwlock_rdlock(&s->io_lock);
+    bool lock = s->writable;    /* a read-only image frees nothing */
+    if (lock) {
+        pthread_rwlock_rdlock(&s->io_lock);
+    }
     while (done < bytes) {
         uint64_t cur = offset + done, n, l2e;
         enum qcow2_ctype type;
@@ -482,7 +485,9 @@ int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
         }
         done += n;
     }
-    pthread_rwlock_unlock(&s->io_lock);
+    if (lock) {
+        pthread_rwlock_unlock(&s->io_lock);
+    }
     free(cbuf);
     return ret;
 }
@@ -494,11 +499,15 @@ int qcow2_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                         const struct iovec *iov, int iovcnt)
 {
     struct qcow2_state *s = bs->opaque;
-    if (pthread_rwlock_tryrdlock(&s->io_lock) != 0) {
+    /* A read-only image frees nothing: no need for io_lock. */
+    bool lock = s->writable;
+    if (lock && pthread_rwlock_tryrdlock(&s->io_lock) != 0) {
         return -EAGAIN;
     }
     int ret = preadv_nowait_locked(bs, offset, bytes, iov, iovcnt);
-    pthread_rwlock_unlock(&s->io_lock);
+    if (lock) {
+        pthread_rwlock_unlock(&s->io_lock);
+    }
     return ret;
 }
 
