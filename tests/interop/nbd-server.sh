@@ -96,6 +96,8 @@ grep -q 'can_multi_conn: true' list.txt || fail "-e 4 should allow multi-conn"
 grep -q 'can_fast_zero: true' list.txt || fail "no fast zero on a rw export"
 nbdinfo "nbd://127.0.0.1:$port/wrong" > /dev/null 2>err.txt && fail "unknown export name accepted"
 grep -q 'No such file or directory for export: wrong' err.txt || fail "unknown export: $(cat err.txt)"
+qemu-img convert -f raw -O raw "$N" tcp.raw
+cmp disk.raw tcp.raw || fail "qemu-img convert over nbd:// differs"
 qemu-io -f raw -c 'write -P 0x33 4M 1M' -c 'write -z 1M 64k' -c 'discard 16M 64k' \
     -c 'flush' -c 'read -P 0x33 4M 1M' -c 'read -P 0 1M 64k' "$N" > io.txt \
     || fail "qemu-io read-write: $(cat io.txt)"
