@@ -868,6 +868,7 @@ static int64_t alloc_write_run(struct bdrv_node *bs, uint64_t cur, uint64_t n,
         s->pool_next--;     /* give it back: it starts the run below */
     }
     k = MIN(k, s->pool_end - s->pool_next);
+    last = qcow2_classify(s, qcow2_be64(t + (l2_index + k - 1) * 8));
     uint64_t host = s->pool_next << s->cluster_bits;
     bool fresh = s->pool_fresh;
     s->pool_next += k;
