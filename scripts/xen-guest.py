@@ -386,7 +386,11 @@ def fd_mode(domid, path):
                          capture_output=True, text=True, check=True).stdout.strip()
     modes = []
     real = os.path.realpath(path)
-    for fd in sorted(os.listdir("/proc/%s/fd" % pid), key=int):
+    try:
+        fds = sorted(os.listdir("/proc/%s/fd" % pid), key=int)
+    except OSError:                             # gone, or a zombie
+        fds = []
+    for fd in fds:
         try:
             if os.readlink("/proc/%s/fd/%s" % (pid, fd)) != real:
                 continue

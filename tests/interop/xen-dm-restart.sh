@@ -17,6 +17,7 @@ connect
 ide-write hda 3 0x77
 ide-write hdb 3 0x77
 sh kill -9 \$(xenstore-read /local/domain/1/image/device-model-pid)
+wait-closed 1 $T/a.img
 EOS
 $GUEST --sock "$T/q1.sock" < "$T/script1" > "$T/out1" || { cat "$T/out1" "$T/dm.log"; fail "guest 1"; }
 printf 'write to hda: OK\nwrite to hdb: rejected by the disk (status 0x41, error ABRT)\n' > "$T/want1"
