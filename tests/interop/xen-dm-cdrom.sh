@@ -41,6 +41,9 @@ atapi-eject hdc
 wait-key $FE/5632/eject eject
 echo guest eject reported
 atapi-tur hdc
+sh! $XL cd-insert 1 hdd $T/missing.iso 2> $T/insert.err
+sh grep -qx "diskdm-xl: cd-insert hdd: Could not open '$T/missing.iso': No such file or directory" $T/insert.err
+atapi-tur hdd
 EOS
 cat > "$T/want" <<EOS
 hdc: CD-ROM present
@@ -63,12 +66,14 @@ read from hdd: OK, data 58 58 58 58 58 58 58 58
 eject hdc: OK
 guest eject reported
 test unit ready hdc: check condition (NOT READY, asc 0x3a/0x00)
+test unit ready hdd: check condition (NOT READY, asc 0x3a/0x00)
 EOS
 $GUEST --sock "$T/q.sock" < "$T/script" > "$T/out" || { cat "$T/out" "$T/dm.log"; fail "guest"; }
 same_lines "$T/want" "$T/out"
 [ "$(sha256sum < "$T/one.iso")" = "$sum1" ] || fail "one.iso changed"
 xs_is $BE/5632/params "aio:$T/two.iso"
 xs_is $BE/5632/info 7
+xs_is $BE/5696/hotplug-error "Could not open '$T/missing.iso': No such file or directory"
 $XL destroy 1
 ok "CD-ROM media"
 no_sanitizer_reports
