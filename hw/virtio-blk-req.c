@@ -444,6 +444,11 @@ static void handle_request(struct vblk *s, struct vblk_req *r)
     }
 }
 
+void vblk_needs_reset(struct vblk *s)
+{
+    set_broken(s);
+}
+
 void vblk_kick(struct vblk *s, unsigned q)
 {
     struct virtqueue *vq;

@@ -390,15 +390,23 @@ static void common_write(struct virtio_pci *v, uint64_t off, uint32_t val)
         return;
     switch (off) {
     case 0x18:
-        /* A split ring's size is a power of two; others are ignored. */
+        /* A split ring's size is a power of two: anything else (or a
+         * resize of a live queue) leaves the size and stops the device. */
         val &= 0xffff;
+        if (val == vq->num)
+            break;
         if (!vq->ready && val && !(val & (val - 1)) && val <= VIRTQ_MAX_SIZE)
             vq->num = (uint16_t)val;
+        else
+            vblk_needs_reset(v->vblk);
         break;
     case 0x1a: vq->vector = checked_vector(v, val & 0xffff); break;
     case 0x1c:
+        /* Only 1 may be written (virtio 1.1, 4.1.4.3.2); QEMU agrees. */
         if ((val & 0xffff) == 1)
             vq->ready = true;
+        else
+            vblk_needs_reset(v->vblk);
         break;
     case 0x20: set_addr_half(&vq->desc, false, val); break;
     case 0x24: set_addr_half(&vq->desc, true, val); break;

@@ -168,6 +168,9 @@ unsigned vblk_num_queues(const struct vblk *s);
 struct virtqueue *vblk_queue(struct vblk *s, unsigned q);
 /* The driver set DRIVER_OK / (re)enabled a queue: look at the rings. */
 void vblk_start(struct vblk *s);
+/* The driver did something no device state can follow (a queue size that
+ * is not a power of two): stop until reset, DEVICE_NEEDS_RESET. */
+void vblk_needs_reset(struct vblk *s);
 /* Queue notification (kick): take and submit everything available. */
 void vblk_kick(struct vblk *s, unsigned q);
 

@@ -601,14 +601,27 @@ START_TEST(hostile_rings)
     w16(NOTIFY + 0xffc, 0);
     ck_assert_uint_eq(r8(MODERN + 0x14), 3);
 
-    /* queue sizes that are not powers of two (or too big) are ignored */
-    w16(MODERN + 0x16, 0);
-    w16(MODERN + 0x18, 100);
-    ck_assert_uint_eq(r16(MODERN + 0x18), 256);
-    w16(MODERN + 0x18, 2048);
-    ck_assert_uint_eq(r16(MODERN + 0x18), 256);
-    w16(MODERN + 0x18, 0);
-    ck_assert_uint_eq(r16(MODERN + 0x18), 256);
+    /* queue sizes that are not powers of two (or too big) keep the old
+     * size and stop the device until reset */
+    static const uint16_t bad_sizes[] = { 100, 2048, 0, 3 };
+    for (size_t i = 0; i < ARRAY_SIZE(bad_sizes); i++) {
+        w8(MODERN + 0x14, 0);
+        w8(MODERN + 0x14, 7);
+        w16(MODERN + 0x16, 0);
+        w16(MODERN + 0x18, bad_sizes[i]);
+        ck_assert_uint_eq(r16(MODERN + 0x18), 256);
+        ck_assert_uint_eq(r8(MODERN + 0x14), 0x47);
+        ck_assert_uint_eq(r8(ISR) & 2, 2);
+    }
+    /* so does disabling a queue through queue_enable */
+    modern_init(0, 1, 8);
+    w16(MODERN + 0x1c, 0);
+    expect_needs_reset();
+    /* and resizing a live queue */
+    modern_init(0, 1, 8);
+    w16(MODERN + 0x18, 16);
+    ck_assert_uint_eq(r16(MODERN + 0x18), 8);
+    expect_needs_reset();
 
     /* loop */
     modern_init(1u << 28, 1, 8);
