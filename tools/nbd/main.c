@@ -667,7 +667,9 @@ static int serve(struct nbd_cli *c, int ready_fd)
         .tls = tls,
         .max_clients = c->shared,
         .persistent = c->persistent,
-        .zero_copy = ec.zero_copy,
+        /* only when the export has a file to splice from: otherwise
+         * the per-read map would buy nothing */
+        .zero_copy = ec.zero_copy && ex.zc_fd >= 0,
         .handshake_limit_ms = c->handshake_limit * 1000,
     };
     srv = nbd_server_new(rs.loop, &sc);
