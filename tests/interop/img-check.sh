@@ -1,0 +1,147 @@
+#!/bin/sh
+# diskdm-img create, info and check against qemu-img: qcow2 creation
+# options and the "Formatting" line, info JSON (chains, format-specific)
+# equal to qemu-img's, check's report, JSON fields and exit codes on clean,
+# leaking and corrupt images, repairs that qemu-img then finds clean.
+. "$(dirname "$0")/lib.sh"
+need qemu-img qemu-io python3
+IMG="$BUILD/diskdm-img"
+GOLD="$SRCDIR/tests/interop/img-golden"
+[ -x "$IMG" ] || fail "$IMG not built"
+cd "$T"
+
+expect_err() {   # expected-rc expected-stderr command...
+    rc=$1; want=$2; shift 2
+    set +e
+    "$@" > out.txt 2> err.txt
+    got=$?
+    set -e
+    [ "$got" = "$rc" ] || fail "$*: exit $got, want $rc ($(cat err.txt))"
+    printf '%s\n' "$want" > want.txt
+    diff -u want.txt err.txt || fail "$*: wrong message"
+}
+# JSON keys that must agree between two files (all of them when no list).
+json_agree() {   # ours theirs [keys...]
+    python3 - "$@" <<'PY' || fail "JSON differs: $*"
+import json, sys
+o = json.load(open(sys.argv[1])); t = json.load(open(sys.argv[2]))
+keys = sys.argv[3:]
+if not keys:
+    assert o == t, (o, t)
+for k in keys:
+    assert o.get(k) == t.get(k), (k, o.get(k), t.get(k))
+PY
+}
+
+# --- create -------------------------------------------------------------
+"$IMG" create -f qcow2 a.qcow2 64M > out.txt
+"$IMG" create -f qcow2 -o cluster_size=4k,compat=0.10,preallocation=metadata v2.qcow2 1M >> out.txt
+"$IMG" create -f qcow2 -o lazy_refcounts=on,refcount_bits=8 lz.qcow2 1M >> out.txt
+"$IMG" create -f qcow2 -b a.qcow2 -F qcow2 ov.qcow2 >> out.txt
+"$IMG" create -f qcow2 -u -b gone.qcow2 -F qcow2 un.qcow2 1M >> out.txt
+"$IMG" create -f raw -o preallocation=falloc r.raw 1M >> out.txt
+diff -u "$GOLD/create.txt" out.txt || fail "create output differs from the golden file"
+# The same commands through qemu-img (in q/) print the same lines.
+mkdir q
+(
+    cd q
+    qemu-img create -f qcow2 a.qcow2 64M
+    qemu-img create -f qcow2 -o cluster_size=4k,compat=0.10,preallocation=metadata v2.qcow2 1M
+    qemu-img create -f qcow2 -o lazy_refcounts=on,refcount_bits=8 lz.qcow2 1M
+    qemu-img create -f qcow2 -b a.qcow2 -F qcow2 ov.qcow2
+    qemu-img create -f qcow2 -u -b gone.qcow2 -F qcow2 un.qcow2 1M
+    qemu-img create -f raw -o preallocation=falloc r.raw 1M
+) > theirs.txt
+diff -u theirs.txt out.txt || fail "create lines differ from qemu-img's"
+for f in a v2 lz ov; do
+    qemu-img check -q "$f.qcow2" || fail "qemu-img check $f.qcow2"
+    qemu-img info --output=json "$f.qcow2" > t.json
+    (cd q && qemu-img info --output=json "$f.qcow2") > q.json
+    python3 - <<'PY' || fail "$f.qcow2 is not what qemu-img creates"
+import json
+t = json.load(open("t.json")); q = json.load(open("q.json"))
+for k in ("virtual-size", "cluster-size", "format-specific", "backing-filename",
+          "backing-filename-format", "dirty-flag"):
+    assert t.get(k) == q.get(k), (k, t.get(k), q.get(k))
+PY
+done
+"$IMG" create -f qcow2 -o help > out.txt
+grep -q '^  lazy_refcounts=' out.txt || fail "create -o help lacks lazy_refcounts"
+expect_err 1 "diskdm-img: ov2.qcow2: Backing file specified without backing format
+Detected format of qcow2." "$IMG" create -f qcow2 -b a.qcow2 ov2.qcow2
+expect_err 1 "diskdm-img: ov2.qcow2: Could not open 'nope.qcow2': No such file or directory
+Could not open backing image." "$IMG" create -f qcow2 -b nope.qcow2 -F qcow2 ov2.qcow2
+expect_err 1 "diskdm-img: ov2.qcow2: Image creation needs a size parameter" \
+    "$IMG" create -f qcow2 ov2.qcow2
+expect_err 1 "diskdm-img: Cluster size must be a power of two between 512 and 2048k" \
+    "$IMG" create -f qcow2 -o cluster_size=3000 ov2.qcow2 1M
+expect_err 1 "diskdm-img: Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)" \
+    "$IMG" create -f qcow2 -o compat=0.10,lazy_refcounts=on ov2.qcow2 1M
+expect_err 1 "diskdm-img: Expecting image file name
+Try 'diskdm-img --help' for more information" "$IMG" create
+[ ! -e ov2.qcow2 ] || fail "a failed create left ov2.qcow2"
+ok create
+
+# --- info: chains and format-specific data as qemu-img --------------------
+qemu-io -c 'write -P 1 0 1M' a.qcow2 > /dev/null
+for args in "" "--output=json" "--backing-chain" "--backing-chain --output=json"; do
+    # shellcheck disable=SC2086
+    "$IMG" info $args ov.qcow2 > ours.txt
+    # shellcheck disable=SC2086
+    qemu-img info $args ov.qcow2 > theirs.txt
+    diff -u theirs.txt ours.txt || fail "info $args differs"
+done
+"$IMG" info --output=json v2.qcow2 > o.json; qemu-img info --output=json v2.qcow2 > t.json
+json_agree o.json t.json
+"$IMG" info --image-opts driver=qcow2,file.filename=ov.qcow2 | grep -q '^backing file: a.qcow2$' \
+    || fail "info --image-opts"
+ok info
+
+# --- check -------------------------------------------------------------------
+qemu-io -c 'write -P 2 64k 128k' ov.qcow2 > /dev/null
+"$IMG" check ov.qcow2 > out.txt || fail "check of a clean image failed"
+diff -u "$GOLD/check-clean.txt" out.txt || fail "check text differs from the golden file"
+qemu-img check ov.qcow2 > theirs.txt
+diff -u theirs.txt out.txt || fail "check text differs from qemu-img's"
+"$IMG" check --output=json ov.qcow2 > o.json; qemu-img check --output=json ov.qcow2 > t.json
+json_agree o.json t.json
+diff -u t.json o.json || fail "check JSON layout differs"
+
+# A leaked cluster: refcount 1, no reference (cluster 7 of a 128k-data image).
+qemu-img create -q -f qcow2 leak.qcow2 1M
+qemu-io -c 'write 0 128k' leak.qcow2 > /dev/null
+truncate -s 524288 leak.qcow2
+printf '\000\001' | dd of=leak.qcow2 bs=1 seek=$((131072 + 14)) conv=notrunc 2>/dev/null
+cp leak.qcow2 leak2.qcow2
+set +e; "$IMG" check leak.qcow2 > out.txt; rc=$?; set -e
+[ $rc = 3 ] || fail "check of a leaking image exited $rc, want 3"
+grep -q '^1 leaked clusters were found on the image.$' out.txt || fail "leak not reported"
+set +e; "$IMG" check --output=json leak.qcow2 > o.json; qemu-img check --output=json leak.qcow2 > t.json 2>/dev/null; set -e
+json_agree o.json t.json leaks corruptions check-errors total-clusters allocated-clusters filename format
+"$IMG" check -r leaks leak2.qcow2 > out.txt || fail "check -r leaks failed"
+grep -q '^    1 leaked clusters$' out.txt || fail "repair not reported"
+qemu-img check leak2.qcow2 > /dev/null || fail "qemu-img finds the repaired image unclean"
+
+# A corruption: a data cluster's refcount dropped to 0.
+qemu-img create -q -f qcow2 bad.qcow2 1M
+qemu-io -c 'write 0 128k' bad.qcow2 > /dev/null
+printf '\000\000' | dd of=bad.qcow2 bs=1 seek=$((131072 + 8)) conv=notrunc 2>/dev/null
+set +e; "$IMG" check bad.qcow2 > out.txt; rc=$?; set -e
+[ $rc = 2 ] || fail "check of a corrupt image exited $rc, want 2"
+grep -q 'errors were found on the image.$' out.txt || fail "corruption not reported"
+set +e; "$IMG" check --output=json bad.qcow2 > o.json; set -e
+python3 -c 'import json; assert json.load(open("o.json"))["corruptions"] >= 1' || fail "JSON corruptions"
+set +e; "$IMG" check -r leaks bad.qcow2 > /dev/null; rc=$?; set -e
+[ $rc = 2 ] || fail "check -r leaks left corruptions but exited $rc"
+"$IMG" check -r all bad.qcow2 > /dev/null || fail "check -r all failed"
+qemu-img check bad.qcow2 > /dev/null || fail "qemu-img finds the repaired image unclean"
+qemu-io -c 'read -P 0xcd 0 128k' bad.qcow2 | grep -q 'verification failed' && fail "data lost"
+
+expect_err 63 "diskdm-img: This image format does not support checks" "$IMG" check -f raw r.raw
+expect_err 1 "diskdm-img: Could not open 'missing.qcow2': Could not open 'missing.qcow2': No such file or directory" \
+    "$IMG" check missing.qcow2
+expect_err 1 "diskdm-img: Could not open 'r.raw': Unknown driver 'vmdk'" "$IMG" check -f vmdk r.raw
+expect_err 1 "Usage: diskdm-img check [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename
+diskdm-img: Unknown option value for -r (expecting 'leaks' or 'all'): some
+Try 'diskdm-img --help' for more information" "$IMG" check -r some a.qcow2
+ok check
