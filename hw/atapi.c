@@ -26,6 +26,7 @@
 #define ASC_MEDIUM_MAY_HAVE_CHANGED         0x28
 #define ASC_SAVING_PARAMETERS_NOT_SUPPORTED 0x39
 #define ASC_MEDIUM_NOT_PRESENT              0x3a
+#define ASC_INCOMPATIBLE_FORMAT             0x30
 #define ASC_DATA_PHASE_ERROR                0x4b
 #define ASC_MEDIA_REMOVAL_PREVENTED         0x53
 
@@ -780,6 +781,79 @@ static void cmd_read_toc_pma_atip(struct ide_drive *s, uint8_t *buf)
     atapi_cmd_error(s, ILLEGAL_REQUEST, ASC_INV_FIELD_IN_CMD_PACKET);
 }
 
+/* DVD structures of a DVD-ROM; <0 is -ASC for ILLEGAL REQUEST. */
+static int dvd_read_structure(struct ide_drive *s, int format, uint8_t *buf)
+{
+    uint64_t total = s->nb_sectors >> 2;
+
+    switch (format) {
+    case 0x00:      /* physical format (layer 0: the packet was cleared) */
+        if (total == 0)
+            return -ASC_MEDIUM_NOT_PRESENT;
+        buf[4] = 1;         /* DVD-ROM, part version 1 */
+        buf[5] = 0xf;       /* 120 mm */
+        buf[6] = 1;         /* one layer, read-only */
+        buf[7] = 0;
+        stl_be(buf + 8, 0);
+        stl_be(buf + 12, total - 1);
+        stl_be(buf + 16, total - 1);
+        stw_be(buf, 2048 + 2);
+        return 2048 + 4;
+    case 0x01:      /* copyright: none */
+        buf[4] = 0;
+        buf[5] = 0;
+        stw_be(buf, 4 + 2);
+        return 4 + 4;
+    case 0x04:      /* manufacturing information */
+        stw_be(buf, 2048 + 2);
+        return 2048 + 4;
+    case 0xff:      /* the structures above */
+        buf[4] = 0x00;
+        buf[5] = 0x40;
+        stw_be(buf + 6, 2048 + 4);
+        buf[8] = 0x01;
+        buf[9] = 0x40;
+        stw_be(buf + 10, 4 + 4);
+        buf[12] = 0x03;
+        buf[13] = 0x40;
+        stw_be(buf + 14, 188 + 4);
+        buf[16] = 0x04;
+        buf[17] = 0x40;
+        stw_be(buf + 18, 2048 + 4);
+        stw_be(buf, 16 + 2);
+        return 16 + 4;
+    }
+    return -ASC_INV_FIELD_IN_CMD_PACKET;
+}
+
+static void cmd_read_dvd_structure(struct ide_drive *s, uint8_t *buf)
+{
+    int media = buf[1], format = buf[7];
+    int max_len = lduw_be(buf + 8);
+    int ret;
+
+    if (format < 0xff) {
+        if (media_present(s) && s->nb_sectors <= CD_MAX_SECTORS) {
+            atapi_cmd_error(s, ILLEGAL_REQUEST, ASC_INCOMPATIBLE_FORMAT);
+            return;
+        }
+        if (!media_present(s)) {
+            atapi_cmd_error(s, ILLEGAL_REQUEST, ASC_INV_FIELD_IN_CMD_PACKET);
+            return;
+        }
+    }
+    memset(buf, 0, MIN(max_len, IDE_BUFFER_SIZE));
+    if ((format < 0x80 || format == 0xff) && media == 0) {
+        ret = dvd_read_structure(s, format, buf);
+        if (ret < 0)
+            atapi_cmd_error(s, ILLEGAL_REQUEST, -ret);
+        else
+            atapi_cmd_reply(s, ret, max_len);
+        return;
+    }
+    atapi_cmd_error(s, ILLEGAL_REQUEST, ASC_INV_FIELD_IN_CMD_PACKET);
+}
+
 static void cmd_set_speed(struct ide_drive *s, uint8_t *buf)
 {
     atapi_cmd_ok(s);
@@ -817,6 +891,7 @@ static const struct {
     [0x5a] = { cmd_mode_sense, 0 },                     /* MODE SENSE(10) */
     [0xa8] = { cmd_read, CHECK_READY },                 /* READ(12) */
     [0xaa] = { cmd_write, CHECK_READY | NONDATA },      /* WRITE(12) */
+    [0xad] = { cmd_read_dvd_structure, CHECK_READY },
     [0xbb] = { cmd_set_speed, NONDATA },
     [0xbd] = { cmd_mechanism_status, 0 },
     [0xbe] = { cmd_read_cd, CHECK_READY | NONDATA },    /* data is conditional */

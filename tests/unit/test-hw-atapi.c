@@ -220,6 +220,15 @@ START_TEST(basic_commands)
     ck_assert_uint_eq(buf[17], 0x08);
     ck_assert_uint_eq(buf[18], 1);
 
+    /* READ DVD STRUCTURE: a CD has none, but the list of structures */
+    uint8_t dvd0[12] = { 0xad, 0, 0, 0, 0, 0, 0, 0x00, 0x08, 0x04 };
+    expect_check(dvd0, 0x05, 0x30);
+    uint8_t dvdff[12] = { 0xad, 0, 0, 0, 0, 0, 0, 0xff, 0x08, 0x04 };
+    ck_assert_uint_eq(atapi_pio(dvdff, 2048, buf, sizeof(buf), &len), 0x50);
+    ck_assert_int_eq(len, 20);
+    ck_assert_uint_eq(buf[1], 18);
+    ck_assert_uint_eq(buf[16], 0x04);
+
     /* zero-length reply: the allocation length wins */
     uint8_t inq0[12] = { 0x12, 0, 0, 0, 0 };
     ck_assert_uint_eq(atapi_pio(inq0, 2048, buf, sizeof(buf), &len), 0x50);
