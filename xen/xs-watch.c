@@ -174,17 +174,14 @@ static int vbd_open_attach(struct xen_dm *dm, struct xen_vbd *v,
 
     if (spec->file && *spec->file) {
         bs = open_image(spec, v->cfg.no_locking, errp);
-        if (!bs) {
-            error_prepend(errp, "%s", v->cfg.vdev);
+        if (!bs)
             return -EIO;
-        }
     }
     v->blk = blk_new(dm->loop, bs, &bc);
     if (bs)
         bdrv_unref(bs);
     ret = machine_attach_disk(dm->m, spec, v->blk, errp);
     if (ret < 0) {
-        error_prepend(errp, "%s", v->cfg.vdev);
         blk_free(v->blk);
         v->blk = NULL;
         return ret;
@@ -245,7 +242,9 @@ static int vbd_add(struct xen_dm *dm, struct xen_disk_cfg *cfg, bool hotplug,
             remember_rejected(dm, v->cfg.devid);
             ret = 0;
         } else {
+            /* the backend's own key needs no name; the domain's error does */
             xen_disk_write_error(dm->xs, v->cfg.be_path, err->msg);
+            error_prepend(&err, "%s", v->cfg.vdev);
             error_propagate(errp, err);
         }
         vbd_free(v);

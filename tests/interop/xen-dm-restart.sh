@@ -59,6 +59,7 @@ msg=$(xenstore-read /local/domain/0/device-model/2/error)
 case "$msg" in "domain 2: hda: "*missing.img*) ;; *) fail "error message: $msg" ;; esac
 grep -q "^diskdm: .*domain 2: hda: .*missing.img" "$T/dm3.err" || fail "stderr: $(cat "$T/dm3.err")"
 xs_is /local/domain/0/backend/vbd/2/768/hotplug-status error
+xs_is /local/domain/0/backend/vbd/2/768/hotplug-error "${msg#domain 2: hda: }"
 $XL destroy 2
 expect_fail 1 "diskdm-xl: device model for domain 3 failed: $(echo "$msg" | sed 's/domain 2/domain 3/')" \
     $XL create --domid 3 --disk "$T/missing.img,,hda,w"
