@@ -751,6 +751,61 @@ START_TEST(pci_cfg_window_and_event_idx)
 }
 END_TEST
 
+static ssize_t eio_preadv(void *opaque, int fd, const struct iovec *iov,
+                          int iovcnt, off_t off)
+{
+    return -EIO;
+}
+
+/* A backend error completes the request with IOERR; the device goes on. */
+START_TEST(backend_error_and_write_cache)
+{
+    struct error *err = NULL;
+    static const struct bdrv_io_hooks hooks = { .preadv = eio_preadv };
+    struct bdrv_open_opts o;
+
+    T.img[0] = hwt_make_image(T.dir, "eio.raw", IMG_SIZE);
+    bdrv_open_opts_init(&o);
+    o.driver = strdup("raw");
+    o.file = calloc(1, sizeof(*o.file));
+    bdrv_open_opts_init(o.file);
+    o.file->driver = strdup("file");
+    o.file->filename = strdup(T.img[0]);
+    o.file->io_hooks = &hooks;
+    T.blk[0] = blk_open(T.loop, &o, NULL, &err);
+    ck_assert_msg(T.blk[0] != NULL, "%s", err ? err->msg : "?");
+    bdrv_open_opts_free(&o);
+    attach_blk(1, NULL);
+    modern_init(1u << 9 | 1u << 11, 1, 0);
+
+    queue_req(0, 0, T_IN, 0, DATA, 512, false);
+    kick(0);
+    wait_used(0, 1);
+    ck_assert_uint_eq(r8(st_addr(0)), 1);
+    ck_assert_uint_eq(r8(MODERN + 0x14), 0x0f);
+
+    /* CONFIG_WCE: writeback reads 1, the driver turns it off, writes
+     * still land, and a reset turns it back on */
+    ck_assert_uint_eq(r8(DEVCFG + 32), 1);
+    w8(DEVCFG + 32, 0);
+    ck_assert_uint_eq(r8(DEVCFG + 32), 0);
+    uint8_t buf[512];
+    memset(buf, 0x5c, sizeof(buf));
+    wr(DATA, buf, sizeof(buf));
+    queue_req(0, 1, T_OUT, 9, DATA, 512, true);
+    kick(0);
+    wait_used(0, 2);
+    ck_assert_uint_eq(r8(st_addr(1)), 0);
+    hwt_file_read(T.img[0], 9 * 512, buf, 1);
+    ck_assert_uint_eq(buf[0], 0x5c);
+    w8(MODERN + 0x14, 0);
+    ck_assert_uint_eq(r8(DEVCFG + 32), 1);
+    /* other config bytes are read-only */
+    w32(DEVCFG, 0x1234);
+    ck_assert_uint_eq(r32(DEVCFG), IMG_SECTORS);
+}
+END_TEST
+
 START_TEST(attach_errors)
 {
     struct error *err = NULL;
@@ -786,6 +841,7 @@ static Suite *suite(void)
     tcase_add_test(tc, detach_and_free_with_requests_in_flight);
     tcase_add_test(tc, hostile_rings);
     tcase_add_test(tc, pci_cfg_window_and_event_idx);
+    tcase_add_test(tc, backend_error_and_write_cache);
     tcase_add_test(tc, attach_errors);
     suite_add_tcase(s, tc);
     return s;
