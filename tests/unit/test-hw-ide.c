@@ -914,6 +914,44 @@ START_TEST(spec_serial_and_cache)
 }
 END_TEST
 
+START_TEST(geometry_from_mbr)
+{
+    struct error *err = NULL;
+    uint16_t id[256];
+    uint8_t mbr[512] = { 0 };
+
+    /* one partition ending at head 3, sector 32: QEMU takes 4 heads and
+     * 32 sectors per track (observed: 128/4/32 for 8 MiB) */
+    T.img[0] = hwt_make_image(T.dir, "mbr.raw", 8 << 20);
+    mbr[0x1be + 4] = 0x83;
+    mbr[0x1be + 5] = 3;
+    mbr[0x1be + 6] = 32;
+    mbr[0x1be + 12] = 0xe8;
+    mbr[0x1be + 13] = 0x03;
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    int fd = open(T.img[0], O_WRONLY);
+    ck_assert_int_eq(full_pwrite(fd, mbr, 512, 0), 512);
+    close(fd);
+    struct bdrv_node *bs = bdrv_open_file(T.img[0], "raw", true, &err);
+    ck_assert_ptr_nonnull(bs);
+    T.blk[0] = blk_new(T.loop, bs, NULL);
+    bdrv_unref(bs);
+    struct disk_spec spec;
+    disk_spec_init(&spec);
+    spec.index = 0;
+    ck_assert_int_eq(machine_attach_disk(T.m, &spec, T.blk[0], &err), 0);
+    disk_spec_free(&spec);
+    outb(&T, 0x1f7, 0xec);
+    for (int i = 0; i < 256; i++)
+        id[i] = inw(&T, 0x1f0);
+    ck_assert_uint_eq(id[1], 128);
+    ck_assert_uint_eq(id[3], 4);
+    ck_assert_uint_eq(id[6], 32);
+    ck_assert_uint_eq(id[57], 0x4000);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hw-ide");
@@ -939,6 +977,7 @@ static Suite *suite(void)
     tcase_add_test(tc, io_error);
     tcase_add_test(tc, attach_errors);
     tcase_add_test(tc, spec_serial_and_cache);
+    tcase_add_test(tc, geometry_from_mbr);
     suite_add_tcase(s, tc);
     return s;
 }
