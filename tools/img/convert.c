@@ -399,7 +399,7 @@ int img_cmd_convert(int argc, char **argv)
             goto out_free_src;
         }
     }
-    s.dst = img_open_ex(out_name, no_create ? NULL : out_fmt, &tfl);
+    s.dst = img_open_ex(out_name, tfl.image_opts ? NULL : out_fmt, &tfl);
     if (!s.dst) {
         goto out_free_src;
     }
