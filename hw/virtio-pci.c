@@ -630,6 +630,11 @@ struct virtio_pci *virtio_blk_pci_new(struct machine *m, struct pci_bus *bus,
     unsigned nq = spec->num_queues ? spec->num_queues : 1;
     int ret;
 
+    if (!blk) {
+        free(v);
+        error_setg(errp, "virtio-blk needs a block backend");
+        return NULL;
+    }
     if (!v) {
         error_setg_errno(errp, ENOMEM, "virtio-blk");
         return NULL;

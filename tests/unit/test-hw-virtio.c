@@ -818,6 +818,11 @@ START_TEST(attach_errors)
     ck_assert_int_lt(machine_attach_disk(T.m, &spec, T.blk[0], &err), 0);
     ck_assert_str_eq(err->msg, "virtio-blk: num-queues 17 out of range (1 to 16)");
     error_free(err);
+    err = NULL;
+    spec.num_queues = 1;
+    ck_assert_int_lt(machine_attach_disk(T.m, &spec, NULL, &err), 0);
+    ck_assert_str_eq(err->msg, "virtio-blk needs a block backend");
+    error_free(err);
     disk_spec_free(&spec);
     /* nothing left behind at 00:03.0 */
     ck_assert_uint_eq(hwt_cfg_read(&T, 3, 0, 0, 4), 0xffffffff);
