@@ -41,6 +41,9 @@ int img_cmd_resize(int argc, char **argv)
         return img_cmd_help("resize");
     }
     argc--;
+    if (argc > 1 && !strcmp(argv[argc - 1], "--")) {
+        argc--;     /* "resize f -- -1G" */
+    }
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+f:hq", longopts, NULL)) != -1) {
