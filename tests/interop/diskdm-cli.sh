@@ -2,9 +2,10 @@
 # diskdm's command line: help and version, usage errors (exit 2), unusable
 # drive specs (exit 1: missing image, two drives on one slot, unknown
 # interface), the qtest transport on stdio and on a Unix socket it
-# connects to, the pidfile, and a clean exit on EOF and on SIGTERM.
+# connects to (as QEMU does, checked with the same harness), the pidfile,
+# and a clean exit on EOF and on SIGTERM.
 . "$(dirname "$0")/lib.sh"
-need python3 qemu-img
+need python3 qemu-img qemu-system-x86_64
 DM="$BUILD/diskdm"
 
 qemu-img create -q -f raw "$T/a.img" 1M
@@ -99,6 +100,20 @@ wait $spid
 OK 0xffff" ] || fail "unix replies: $(cat "$T/sockout")"
 [ ! -e "$T/pid" ] || fail "pidfile left behind"
 ok "qtest on a Unix socket diskdm connects to"
+
+# the same harness against QEMU: it too connects to the socket as a client
+rm -f "$T/listening" "$T/sock"
+python3 "$T/server.py" "$T/sock" "$T/listening" > "$T/qout" &
+spid=$!
+i=0; while [ ! -e "$T/listening" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+qemu-system-x86_64 -machine pc -nodefaults -display none -accel tcg -S \
+    -qtest "unix:$T/sock" -qtest-log none &
+qpid=$!
+at_exit "kill $qpid 2>/dev/null"
+wait $spid
+kill $qpid 2>/dev/null; wait $qpid 2>/dev/null || true
+[ "$(cat "$T/qout")" = "$(cat "$T/sockout")" ] || fail "QEMU over the socket: $(cat "$T/qout")"
+ok "QEMU answers the same over the same socket harness"
 
 # pidfile while running; SIGTERM ends it cleanly
 mkfifo "$T/fifo"
