@@ -45,8 +45,13 @@ static void *bench_worker(void *opaque)
             break;
         }
         uint64_t off = (b->start + i * b->step) % b->image_size;
-        int ret = b->write ? bdrv_pwrite(b->bs, off, buf, b->bufsize, 0)
+        int ret;
+        if (off + b->bufsize > b->image_size) {
+            ret = -EIO;     /* past the end: what qemu-img bench reports */
+        } else {
+            ret = b->write ? bdrv_pwrite(b->bs, off, buf, b->bufsize, 0)
                            : bdrv_pread(b->bs, off, buf, b->bufsize);
+        }
         if (ret == 0 && b->flush_interval && (i + 1) % b->flush_interval == 0) {
             /* One flush at a time, as qemu-img bench drains before it. */
             pthread_mutex_lock(&b->flush_lock);

@@ -32,14 +32,16 @@ int img_cmd_resize(int argc, char **argv)
 
     /* A negative size ("-1G") looks like an option: take the last
      * argument out before getopt sees it, as qemu-img does. */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            return img_cmd_help("resize");
+        }
+    }
     if (argc < 3) {
         img_print_synopsis(stderr, "resize");
         return img_usage_error("Not enough arguments");
     }
     const char *size_arg = argv[argc - 1];
-    if (!strcmp(size_arg, "--help") || !strcmp(size_arg, "-h")) {
-        return img_cmd_help("resize");
-    }
     argc--;
     if (argc > 1 && !strcmp(argv[argc - 1], "--")) {
         argc--;     /* "resize f -- -1G" */
