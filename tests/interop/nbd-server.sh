@@ -168,7 +168,15 @@ grep -q -- "-s and -r cannot be used together" err.txt || fail "$(cat err.txt)"
 "$NBD" -P 9 -f raw -k p.sock disk.raw 2>err.txt && fail "-P on a disk without partitions"
 grep -q "no MBR partition table" err.txt || fail "-P: $(cat err.txt)"
 "$NBD" -c /dev/nbd0 disk.raw 2>err.txt && fail "-c without a kernel nbd device"
-grep -q "Failed to open /dev/nbd0: No such file or directory" err.txt || fail "-c: $(cat err.txt)"
+grep -q "^diskdm-nbd: Failed to open /dev/nbd0: No such file or directory$" err.txt \
+    || fail "-c: $(cat err.txt)"
+"$NBD" -d /dev/nbd0 2>err.txt && fail "-d without a kernel nbd device"
+grep -q "^diskdm-nbd: Failed to open /dev/nbd0: No such file or directory$" err.txt \
+    || fail "-d: $(cat err.txt)"
+: > notadev
+"$NBD" -c "$T/notadev" disk.raw 2>err.txt && fail "-c on a regular file"
+grep -q "^diskdm-nbd: Failed to set up NBD device $T/notadev: Inappropriate ioctl for device$" \
+    err.txt || fail "-c notadev: $(cat err.txt)"
 "$NBD" -f raw -k x.sock missing.raw 2>err.txt && fail "missing image accepted"
 grep -q "^diskdm-nbd: .*missing.raw" err.txt || fail "missing: $(cat err.txt)"
 ok "usage and open errors"

@@ -455,6 +455,28 @@ START_TEST(test_bad_magic_and_flags)
 }
 END_TEST
 
+/* The kernel's client: no handshake, simple replies from the first byte. */
+START_TEST(test_skip_handshake)
+{
+    s = nbd_session_new(&m.exp, &pol, NULL, NULL);
+    nbd_session_skip_handshake(s);
+    drain();
+    ck_assert_uint_eq(out_len, 0);      /* no greeting */
+    ck_assert(nbd_session_in_transmission(s));
+    static uint8_t data[4096];
+    memset(data, 0x11, sizeof(data));
+    request(NBD_CMD_WRITE, 0, 1, 4096, 4096, data);
+    expect_simple(1, 0);
+    request(NBD_CMD_READ, 0, 2, 4096, 4096, NULL);
+    expect_simple(2, 0);
+    ck_assert_uint_eq(take(4096)[100], 0x11);
+    ck_assert_uint_eq(nbd_export_tx_flags(&m.exp, false),
+                      NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+                      NBD_FLAG_SEND_CACHE | NBD_FLAG_SEND_TRIM |
+                      NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO);
+}
+END_TEST
+
 int main(void)
 {
     log_init("test-nbd-engine", LOG_ERROR);
@@ -469,6 +491,7 @@ int main(void)
     tcase_add_test(tc, test_write_errors);
     tcase_add_test(tc, test_out_of_order_and_backpressure);
     tcase_add_test(tc, test_bad_magic_and_flags);
+    tcase_add_test(tc, test_skip_handshake);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

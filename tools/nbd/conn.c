@@ -400,6 +400,63 @@ static void server_update_accept(struct nbd_server *srv)
     srv->accepting = want;
 }
 
+static int conn_new(struct nbd_server *srv, int fd, bool transmission)
+{
+    int one = 1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        ss.ss_family == AF_UNIX) {
+        /* Unix sockets have no autotuning: a bigger buffer means
+         * fewer wakeups per megabyte. TCP tunes its own. */
+        int sndbuf = NBD_UNIX_SNDBUF;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    } else {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    struct nbd_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->srv = srv;
+    c->fd = fd;
+    c->s = nbd_session_new(srv->cfg.exp, &srv->cfg.pol, session_wakeup, c);
+    if (!c->s) {
+        free(c);
+        close(fd);
+        return -ENOMEM;
+    }
+    nbd_session_set_zero_copy(c->s, srv->cfg.zero_copy);
+    if (transmission) {
+        nbd_session_skip_handshake(c->s);
+    }
+    c->events = EPOLLOUT;
+    int rc = ev_fd_add(srv->loop, fd, c->events, conn_event, c);
+    if (rc < 0) {
+        nbd_session_free(c->s);
+        free(c);
+        close(fd);
+        return rc;
+    }
+    c->next = srv->conns;
+    if (srv->conns) {
+        srv->conns->prev = c;
+    }
+    srv->conns = c;
+    srv->nclients++;
+    srv->had_client = true;
+    if (srv->cfg.handshake_limit_ms && !transmission) {
+        c->hs_timer = ev_timer_add(srv->loop, srv->cfg.handshake_limit_ms,
+                                   hs_timeout, c);
+    }
+    log_debug("client connected (%u now)", srv->nclients);
+    server_update_accept(srv);
+    conn_kick(c);
+    return 0;
+}
+
 static void accept_ready(void *opaque, uint32_t events)
 {
     struct nbd_server *srv = opaque;
@@ -411,54 +468,13 @@ static void accept_ready(void *opaque, uint32_t events)
             }
             continue;
         }
-        int one = 1;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-            ss.ss_family == AF_UNIX) {
-            /* Unix sockets have no autotuning: a bigger buffer means
-             * fewer wakeups per megabyte. TCP tunes its own. */
-            int sndbuf = NBD_UNIX_SNDBUF;
-            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-        } else {
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        }
-        struct nbd_conn *c = calloc(1, sizeof(*c));
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        c->srv = srv;
-        c->fd = fd;
-        c->s = nbd_session_new(srv->cfg.exp, &srv->cfg.pol, session_wakeup, c);
-        if (!c->s) {
-            free(c);
-            close(fd);
-            continue;
-        }
-        nbd_session_set_zero_copy(c->s, srv->cfg.zero_copy);
-        c->events = EPOLLOUT;
-        if (ev_fd_add(srv->loop, fd, c->events, conn_event, c) < 0) {
-            nbd_session_free(c->s);
-            free(c);
-            close(fd);
-            continue;
-        }
-        c->next = srv->conns;
-        if (srv->conns) {
-            srv->conns->prev = c;
-        }
-        srv->conns = c;
-        srv->nclients++;
-        srv->had_client = true;
-        if (srv->cfg.handshake_limit_ms) {
-            c->hs_timer = ev_timer_add(srv->loop, srv->cfg.handshake_limit_ms,
-                                       hs_timeout, c);
-        }
-        log_debug("client connected (%u now)", srv->nclients);
-        server_update_accept(srv);
-        conn_kick(c);
+        conn_new(srv, fd, false);
     }
+}
+
+int nbd_server_add_client(struct nbd_server *srv, int fd, bool transmission)
+{
+    return conn_new(srv, fd, transmission);
 }
 
 struct nbd_server *nbd_server_new(struct event_loop *loop,

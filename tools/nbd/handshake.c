@@ -43,7 +43,11 @@ void nbd_hs_start(struct nbd_session *s)
 
 uint16_t nbd_tx_flags(const struct nbd_session *s)
 {
-    const struct nbd_export *e = s->exp;
+    return nbd_export_tx_flags(s->exp, s->sr);
+}
+
+uint16_t nbd_export_tx_flags(const struct nbd_export *e, bool sr)
+{
     uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
                  NBD_FLAG_SEND_CACHE;
     if (e->read_only) {
@@ -54,7 +58,7 @@ uint16_t nbd_tx_flags(const struct nbd_session *s)
             f |= NBD_FLAG_SEND_FAST_ZERO;
         }
     }
-    if (s->sr) {
+    if (sr) {
         f |= NBD_FLAG_SEND_DF;
     }
     if (e->multi_conn) {

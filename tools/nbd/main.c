@@ -638,11 +638,24 @@ static int serve(struct nbd_cli *c, int ready_fd)
         .zero_copy = !c->no_zero_copy && !tls,
         .cache = oo.cache,
     };
+    int dev_fd = -1;
+    if (c->connect_dev) {
+        /* fail early, before touching the image, when there is no device */
+        dev_fd = nbd_kernel_open(c->connect_dev, &err);
+        if (dev_fd < 0) {
+            goto out_opts;
+        }
+    }
     if (nbd_blk_export_open(&ex, rs.loop, &oo, &ec, &err) < 0) {
         error_prepend(&err, "Failed to blk_new_open '%s'", c->file);
+        if (dev_fd >= 0) {
+            close(dev_fd);
+        }
         goto out_opts;
     }
-    if (c->socket) {
+    if (c->connect_dev) {
+        /* the kernel is the only client: no listening socket */
+    } else if (c->socket) {
         int fd = listen_unix(c->socket, &err);
         if (fd < 0) {
             goto out_export;
@@ -683,6 +696,17 @@ static int serve(struct nbd_cli *c, int ready_fd)
             goto out_listen;
         }
         lfds[i] = -1;
+    }
+    if (c->connect_dev) {
+        int sfd;
+        if (nbd_kernel_attach(dev_fd, c->connect_dev, ex.size,
+                              nbd_export_tx_flags(&ex.exp, false), &sfd, &err) < 0 ||
+            nbd_server_add_client(srv, sfd, true) < 0) {
+            if (!err) {
+                error_setg(&err, "cannot serve %s", c->connect_dev);
+            }
+            goto out_server;
+        }
     }
     rs.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (rs.sigfd >= 0) {
@@ -779,21 +803,6 @@ static int serve_forked(struct nbd_cli *c)
     return WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1;
 }
 
-/* -c/-d drive the kernel's NBD client through /dev/nbdN. */
-static int kernel_device(const char *dev)
-{
-    int fd = open(dev, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, PROG ": Failed to open %s: %s%s\n", dev, strerror(errno),
-                errno == ENOENT ? " (is the kernel nbd module loaded?)" : "");
-        return 1;
-    }
-    close(fd);
-    fprintf(stderr, PROG ": %s: the kernel NBD client is not supported by this "
-            "build; export with -k or -p and connect with nbd-client\n", dev);
-    return 1;
-}
-
 int main(int argc, char **argv)
 {
     struct nbd_cli c = {
@@ -813,9 +822,14 @@ int main(int argc, char **argv)
     if (c.list) {
         status = list_exports(&c);
     } else if (c.disconnect_dev) {
-        status = kernel_device(c.disconnect_dev);
-    } else if (c.connect_dev) {
-        status = kernel_device(c.connect_dev);
+        struct error *err = NULL;
+        status = 0;
+        if (nbd_kernel_disconnect(c.disconnect_dev, &err) < 0) {
+            error_report_err(err);
+            status = 1;
+        } else {
+            printf("%s disconnected\n", c.disconnect_dev);
+        }
     } else if (c.fork) {
         status = serve_forked(&c);
     } else {

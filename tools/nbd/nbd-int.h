@@ -152,6 +152,9 @@ void nbd_session_out_sent(struct nbd_session *s, size_t n);
 size_t nbd_session_take_pretls(struct nbd_session *s, void *buf, size_t len);
 /* TLS handshake finished (ok) or failed (close). */
 void nbd_session_tls_done(struct nbd_session *s, bool ok);
+/* Go straight to transmission without a handshake (the kernel client):
+ * drops the greeting and answers requests at once. */
+void nbd_session_skip_handshake(struct nbd_session *s);
 /* True once the session entered transmission; for logging. */
 bool nbd_session_in_transmission(const struct nbd_session *s);
 /* May the connection use NBD_SEG_FD segments (not under TLS)? */
@@ -258,6 +261,8 @@ void nbd_hs_start(struct nbd_session *s);       /* queue the greeting */
 /* Parse from s->ibuf while in a handshake state; false = need more bytes. */
 bool nbd_hs_step(struct nbd_session *s);
 uint16_t nbd_tx_flags(const struct nbd_session *s);
+/* Transmission flags of an export (with structured replies or not). */
+uint16_t nbd_export_tx_flags(const struct nbd_export *e, bool sr);
 
 /* transmission.c */
 bool nbd_tx_step(struct nbd_session *s);

@@ -50,8 +50,19 @@ struct nbd_server *nbd_server_new(struct event_loop *loop,
                                   const struct nbd_server_cfg *cfg);
 /* Start accepting on a listening socket (the server owns it afterwards). */
 int nbd_server_add_listener(struct nbd_server *srv, int fd);
+/* Serve an already connected socket; with `transmission` the client
+ * skips the handshake (the kernel's NBD client). */
+int nbd_server_add_client(struct nbd_server *srv, int fd, bool transmission);
 /* Close every connection and listener. */
 void nbd_server_free(struct nbd_server *srv);
 unsigned nbd_server_clients(const struct nbd_server *srv);
+
+/* ---- kernel.c: -c / -d ---- */
+/* Open /dev/nbdN: fd, or -errno with "Failed to open DEV: why". */
+int nbd_kernel_open(const char *dev, struct error **errp);
+/* Give the device a socket (takes dev_fd); *server_fd is the end to serve. */
+int nbd_kernel_attach(int dev_fd, const char *dev, uint64_t size,
+                      uint16_t tflags, int *server_fd, struct error **errp);
+int nbd_kernel_disconnect(const char *dev, struct error **errp);
 
 #endif

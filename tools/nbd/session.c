@@ -400,6 +400,13 @@ void nbd_session_tls_done(struct nbd_session *s, bool ok)
     s->state = NBD_ST_OPT_HDR;
 }
 
+void nbd_session_skip_handshake(struct nbd_session *s)
+{
+    out_drop_all(s);
+    s->tflags = nbd_tx_flags(s);
+    s->state = NBD_ST_REQ_HDR;
+}
+
 bool nbd_session_in_transmission(const struct nbd_session *s)
 {
     return s->tflags != 0;
