@@ -198,7 +198,9 @@ static int wait_for(struct xl_ctx *c, const char *watch_path, wait_check_fn *che
             break;
         }
         poll(&pfd, 1, (int)MIN(deadline - now, 200));
-        while (pfd.revents && (w = xs_check_watch(c->xs)))
+        if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+            fd = -1;            /* connection gone: poll becomes a plain wait */
+        while (pfd.revents & POLLIN && (w = xs_check_watch(c->xs)))
             free(w);
     }
     if (watching)
