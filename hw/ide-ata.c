@@ -843,6 +843,120 @@ static bool cmd_specify(struct ide_drive *s, uint8_t cmd)
     return true;
 }
 
+/* SMART: a healthy disk with QEMU's attribute table. */
+static const uint8_t smart_attributes[][12] = {
+    /* id, flags, hflags, value, worst, raw (6 bytes), threshold */
+    { 0x01, 0x03, 0x00, 0x64, 0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06 },
+    { 0x03, 0x03, 0x00, 0x64, 0x64, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00 },
+    { 0x04, 0x02, 0x00, 0x64, 0x64, 0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x14 },
+    { 0x05, 0x03, 0x00, 0x64, 0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x24 },
+    { 0x09, 0x03, 0x00, 0x64, 0x64, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00 },
+    { 0x0c, 0x03, 0x00, 0x64, 0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00 },
+    { 190,  0x03, 0x00, 0x45, 0x45, 0x1f, 0x00, 0x1f, 0x1f, 0x00, 0x00, 0x32 },
+};
+
+static void smart_checksum(uint8_t *buf)
+{
+    uint8_t sum = 0;
+
+    for (int n = 0; n < 511; n++)
+        sum += buf[n];
+    buf[511] = 0x100 - sum;
+}
+
+static bool smart_reply(struct ide_drive *s)
+{
+    smart_checksum(s->io_buffer);
+    s->status = READY_STAT | SEEK_STAT;
+    ide_transfer_start(s, 0, 512, END_STOP);
+    ide_set_irq(s->bus);
+    return false;
+}
+
+static bool cmd_smart(struct ide_drive *s, uint8_t cmd)
+{
+    uint8_t *buf = s->io_buffer;
+    int n;
+
+    if (s->hcyl != 0xc2 || s->lcyl != 0x4f)
+        goto abort_cmd;
+    if (!s->smart_enabled && s->feature != 0xd8)
+        goto abort_cmd;
+    switch (s->feature) {
+    case 0xd9:      /* disable */
+        s->smart_enabled = false;
+        return true;
+    case 0xd8:      /* enable */
+        s->smart_enabled = true;
+        return true;
+    case 0xd2:      /* attribute autosave */
+        if (s->sector == 0x00)
+            s->smart_autosave = false;
+        else if (s->sector == 0xf1)
+            s->smart_autosave = true;
+        else
+            goto abort_cmd;
+        return true;
+    case 0xda:      /* return status: threshold not exceeded */
+        s->hcyl = 0xc2;
+        s->lcyl = 0x4f;
+        return true;
+    case 0xd1:      /* read thresholds */
+        memset(buf, 0, 512);
+        buf[0] = 0x01;
+        for (n = 0; n < (int)ARRAY_SIZE(smart_attributes); n++) {
+            buf[2 + n * 12] = smart_attributes[n][0];
+            buf[3 + n * 12] = smart_attributes[n][11];
+        }
+        return smart_reply(s);
+    case 0xd0:      /* read data */
+        memset(buf, 0, 512);
+        buf[0] = 0x01;
+        for (n = 0; n < (int)ARRAY_SIZE(smart_attributes); n++)
+            memcpy(buf + 2 + n * 12, smart_attributes[n], 11);
+        buf[362] = 0x02 | (s->smart_autosave ? 0x80 : 0x00);
+        buf[363] = s->smart_selftest_count == 0 ? 0 :
+                   s->smart_selftest_data[3 + (s->smart_selftest_count - 1) * 24];
+        buf[364] = 0x20;
+        buf[365] = 0x01;
+        buf[367] = (1 << 4) | (1 << 3) | 1;
+        buf[368] = 0x03;
+        buf[369] = 0x00;
+        buf[370] = 0x01;
+        buf[372] = 0x02;
+        buf[373] = 0x36;
+        buf[374] = 0x01;
+        return smart_reply(s);
+    case 0xd5:      /* read log */
+        memset(buf, 0, 512);
+        buf[0] = 0x01;
+        if (s->sector == 0x01) {
+            /* summary error log: no errors */
+        } else if (s->sector == 0x06) {
+            buf[508] = s->smart_selftest_count;
+            if (s->smart_selftest_count)
+                memcpy(buf + 2, s->smart_selftest_data + 2, 504);
+        } else {
+            goto abort_cmd;
+        }
+        return smart_reply(s);
+    case 0xd4:      /* execute off-line / self-test */
+        if (s->sector > 2)
+            goto abort_cmd;
+        if (++s->smart_selftest_count > 21)
+            s->smart_selftest_count = 1;
+        n = 2 + (s->smart_selftest_count - 1) * 24;
+        s->smart_selftest_data[n] = s->sector;
+        s->smart_selftest_data[n + 1] = 0x00;   /* finished without error */
+        s->smart_selftest_data[n + 2] = 0x34;   /* power-on hours */
+        s->smart_selftest_data[n + 3] = 0x12;
+        return true;
+    }
+abort_cmd:
+    ide_abort_command(s);
+    return true;
+}
+
 typedef bool ide_cmd_fn(struct ide_drive *s, uint8_t cmd);
 
 /* Which drive kinds take each opcode; SET_DSC adds DSC to a clean finish. */
@@ -879,6 +993,7 @@ static const struct {
     [0x99] = { cmd_nop, HD_OK },                        /* SLEEP */
     [0xa0] = { cmd_packet, CD_OK },
     [0xa1] = { cmd_identify_packet, CD_OK },
+    [0xb0] = { cmd_smart, HD_OK | SET_DSC },
     [0xc4] = { cmd_read_multiple, HD_OK },
     [0xc5] = { cmd_write_multiple, HD_OK },
     [0xc6] = { cmd_set_multiple_mode, HD_OK | SET_DSC },

@@ -630,6 +630,9 @@ int ide_attach(struct ide_controller *c, int busno, int unit,
     snprintf(s->version, sizeof(s->version), "2.5+");
     s->wce = spec->cache != CACHE_WRITETHROUGH && spec->cache != CACHE_DIRECTSYNC;
     s->identify_set = false;
+    s->smart_enabled = s->smart_autosave = true;
+    s->smart_selftest_count = 0;
+    memset(s->smart_selftest_data, 0, sizeof(s->smart_selftest_data));
     s->tray_open = s->tray_locked = false;
     s->new_media = s->eject_request = false;
     if (s->kind == IDE_HD)

@@ -99,6 +99,11 @@ struct ide_drive {
     uint16_t identify[256];
     bool identify_set;
 
+    /* SMART (kept across resets, as in QEMU) */
+    bool smart_enabled, smart_autosave;
+    int smart_selftest_count;
+    uint8_t smart_selftest_data[512];
+
     /* DMA */
     enum ide_dma_cmd dma_cmd;
     ide_dma_cb_fn *dma_cb;

@@ -952,6 +952,60 @@ START_TEST(geometry_from_mbr)
 }
 END_TEST
 
+static void smart(uint8_t feature, uint8_t sector, uint8_t lcyl, uint8_t hcyl)
+{
+    outb(&T, 0x1f1, feature);
+    outb(&T, 0x1f3, sector);
+    outb(&T, 0x1f4, lcyl);
+    outb(&T, 0x1f5, hcyl);
+    outb(&T, 0x1f7, 0xb0);
+}
+
+START_TEST(smart_commands)
+{
+    uint8_t buf[512];
+
+    hwt_attach(&T, 0, false, IMG_SIZE, NULL);
+    /* without the key in the cylinder registers: abort */
+    smart(0xda, 0, 0, 0);
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x41);
+    smart(0xda, 0, 0x4f, 0xc2);
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x50);
+    ck_assert_uint_eq(inb(&T, 0x1f4), 0x4f);
+    ck_assert_uint_eq(inb(&T, 0x1f5), 0xc2);
+    smart(0xd0, 0, 0x4f, 0xc2);
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x58);
+    for (int i = 0; i < 256; i++) {
+        uint16_t w = inw(&T, 0x1f0);
+        buf[2 * i] = w;
+        buf[2 * i + 1] = w >> 8;
+    }
+    uint8_t sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += buf[i];
+    ck_assert_uint_eq(sum, 0);
+    ck_assert_uint_eq(buf[2], 0x01);
+    ck_assert_uint_eq(buf[2 + 6 * 12], 190);
+    /* a self-test shows in the log */
+    smart(0xd4, 1, 0x4f, 0xc2);
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x50);
+    smart(0xd5, 6, 0x4f, 0xc2);
+    for (int i = 0; i < 256; i++) {
+        uint16_t w = inw(&T, 0x1f0);
+        buf[2 * i] = w;
+        buf[2 * i + 1] = w >> 8;
+    }
+    ck_assert_uint_eq(buf[508], 1);
+    ck_assert_uint_eq(buf[2], 1);
+    /* disabled: everything but ENABLE aborts */
+    smart(0xd9, 0, 0x4f, 0xc2);
+    smart(0xda, 0, 0x4f, 0xc2);
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x41);
+    smart(0xd8, 0, 0x4f, 0xc2);
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x50);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hw-ide");
@@ -978,6 +1032,7 @@ static Suite *suite(void)
     tcase_add_test(tc, attach_errors);
     tcase_add_test(tc, spec_serial_and_cache);
     tcase_add_test(tc, geometry_from_mbr);
+    tcase_add_test(tc, smart_commands);
     suite_add_tcase(s, tc);
     return s;
 }
