@@ -94,6 +94,12 @@ grep -q 'export="disk0":' list.txt || fail "nbdinfo --list: $(cat list.txt)"
 grep -q 'description: test raw image' list.txt || fail "no description in --list"
 grep -q 'can_multi_conn: true' list.txt || fail "-e 4 should allow multi-conn"
 grep -q 'can_fast_zero: true' list.txt || fail "no fast zero on a rw export"
+# -L prints what qemu-nbd -L prints
+"$NBD" -L -b 127.0.0.1 -p "$port" > ours-L.txt || fail "-L failed"
+qemu-nbd -L -b 127.0.0.1 -p "$port" > theirs-L.txt
+diff -u theirs-L.txt ours-L.txt || fail "-L output differs from qemu-nbd -L"
+rc=0; "$NBD" -L -k "$T/none.sock" 2>err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^diskdm-nbd: .*connect" err.txt || fail "-L without a server: $(cat err.txt)"
 nbdinfo "nbd://127.0.0.1:$port/wrong" > /dev/null 2>err.txt && fail "unknown export name accepted"
 grep -q 'No such file or directory for export: wrong' err.txt || fail "unknown export: $(cat err.txt)"
 qemu-img convert -f raw -O raw "$N" tcp.raw
@@ -130,7 +136,7 @@ PY
 nbd_stop rw
 qemu-io -f raw -c 'read -P 0x33 4M 1M' -c 'read -P 0 1M 64k' -c 'read -P 0x59 8M 512' rw.raw \
     > /dev/null || fail "writes did not reach the image"
-ok "read-write export: qemu-io, FUA, NO_HOLE, ENOSPC past the end, --list"
+ok "read-write export: qemu-io, FUA, NO_HOLE, ENOSPC past the end, --list, -L"
 
 # --- offset window; the server exits after its last client without -t ---
 nbd_start off -r -f raw -o 1M -k off.sock disk.raw

@@ -56,6 +56,10 @@ for opt in (3, 7, 8):
     assert (o, t) == (opt, (1 << 31) | 5), (o, hex(t))
     assert b"TLS is required" in s.recv(l, socket.MSG_WAITALL)
 PY
+"$NBD" -L -k x.sock --object tls-creds-x509,id=c0,dir=$T/cli,endpoint=client \
+    --tls-creds c0 > list.txt || fail "-L over TLS"
+grep -q "^ export: ''$" list.txt || fail "-L over TLS: $(cat list.txt)"
+"$NBD" -L -k x.sock > /dev/null 2>&1 && fail "-L in plaintext listed a TLS-only server"
 mkdir nocert; cp pki/ca-cert.pem nocert/
 nbdinfo "nbds+unix:///?socket=x.sock&tls-certificates=$T/nocert" > /dev/null 2>&1 \
     && fail "a client without a certificate was served (verify-peer=on)"

@@ -365,6 +365,17 @@ static int list_cb(void *opaque, const char *name, const char *desc)
     return 0;
 }
 
+static int ctx_cb(void *opaque, const char *name)
+{
+    struct list_ctx *l = opaque;
+    l->names = realloc(l->names, (l->n + 1) * sizeof(char *));
+    if (!l->names) {
+        abort();
+    }
+    l->names[l->n++] = strdup(name);
+    return 0;
+}
+
 static int list_exports(const struct nbd_cli *c)
 {
     struct nbd_handle *h = nbd_create();
@@ -377,8 +388,15 @@ static int list_exports(const struct nbd_cli *c)
     nbd_set_opt_mode(h, true);
     nbd_set_full_info(h, true);
     if (c->tls_creds) {
-        fprintf(stderr, PROG ": -L with --tls-creds is not supported\n");
-        goto out;
+        struct error *err = NULL;
+        if (nbd_tls_client_setup(c->objects, c->tls_creds, h, &err) < 0) {
+            error_report_err(err);
+            goto out;
+        }
+        if (c->tls_hostname) {
+            fprintf(stderr, PROG ": --tls-hostname: warning: this libnbd checks "
+                    "the certificate against the host connected to\n");
+        }
     }
     int rc;
     if (c->socket) {
@@ -438,6 +456,16 @@ static int list_exports(const struct nbd_cli *c)
         if (mn > 0) {
             printf("  min block: %" PRId64 "\n  opt block: %" PRId64
                    "\n  max block: %" PRId64 "\n", mn, pr, mx);
+        }
+        struct list_ctx ctx = { 0 };
+        if (nbd_opt_list_meta_context(h, (nbd_context_callback){
+                .callback = ctx_cb, .user_data = &ctx }) >= 0) {
+            printf("  available meta contexts: %zu\n", ctx.n);
+            for (size_t j = 0; j < ctx.n; j++) {
+                printf("   %s\n", ctx.names[j]);
+                free(ctx.names[j]);
+            }
+            free(ctx.names);
         }
     }
     nbd_opt_abort(h);

@@ -25,6 +25,12 @@ struct nbd_tls_creds *nbd_tls_creds_load(struct nbd_objects *o, const char *id,
                                          const char *authz_id,
                                          struct error **errp);
 void nbd_tls_creds_free(struct nbd_tls_creds *c);
+/* -L: set up a libnbd handle with client credentials object `id`
+ * (endpoint=client; x509 dir with ca-cert.pem, client-cert.pem,
+ * client-key.pem, or psk dir with keys.psk and username=). */
+struct nbd_handle;
+int nbd_tls_client_setup(struct nbd_objects *o, const char *id,
+                         struct nbd_handle *h, struct error **errp);
 /* A non-blocking server-side session whose transport is `pull`/`push`
  * called with `opaque`. 0 or -errno. */
 int nbd_tls_session_new(struct nbd_tls_creds *c, gnutls_session_t *out,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <gnutls/x509.h>
+#include <libnbd.h>
 
 struct nbd_object {
     char *type;
@@ -402,4 +403,52 @@ int nbd_tls_check_authz(struct nbd_tls_creds *c, gnutls_session_t sess)
     }
     free(ident);
     return ok ? 0 : -EPERM;
+}
+
+int nbd_tls_client_setup(struct nbd_objects *o, const char *id,
+                         struct nbd_handle *h, struct error **errp)
+{
+    const struct nbd_object *ob = find(o, id);
+    if (!ob) {
+        error_setg(errp, "No TLS credentials with id '%s'", id);
+        return -ENOENT;
+    }
+    bool x509 = strcmp(ob->type, "tls-creds-x509") == 0;
+    if (!x509 && strcmp(ob->type, "tls-creds-psk") != 0) {
+        error_setg(errp, "Object with id '%s' is not TLS credentials", id);
+        return -EINVAL;
+    }
+    const char *ep = prop(ob, "endpoint");
+    if (ep && strcmp(ep, "client") != 0) {
+        error_setg(errp, "Expecting TLS credentials with a client endpoint");
+        return -EINVAL;
+    }
+    const char *dir = prop(ob, "dir");
+    if (!dir) {
+        error_setg(errp, "TLS credentials '%s' need dir=", id);
+        return -EINVAL;
+    }
+    int rc = nbd_set_tls(h, LIBNBD_TLS_REQUIRE);
+    if (rc == 0 && x509) {
+        /* the same file names as QEMU's client credentials */
+        rc = nbd_set_tls_certificates(h, dir);
+        const char *vp = prop(ob, "verify-peer");
+        bool v = true;
+        if (rc == 0 && vp && parse_bool(vp, &v) == 0) {
+            rc = nbd_set_tls_verify_peer(h, v);
+        }
+    } else if (rc == 0) {
+        char keys[4096];
+        snprintf(keys, sizeof(keys), "%s/keys.psk", dir);
+        const char *user = prop(ob, "username");
+        rc = nbd_set_tls_psk_file(h, keys);
+        if (rc == 0 && user) {
+            rc = nbd_set_tls_username(h, user);
+        }
+    }
+    if (rc < 0) {
+        error_setg(errp, "%s", nbd_get_error());
+        return -EINVAL;
+    }
+    return 0;
 }
