@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -163,6 +165,7 @@ struct target {
     char *buf;                  /* received, not yet split into lines */
     size_t len, cap;
     unsigned timeout_ms;
+    int sig_fd;                 /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
     bool verbose;
     bool eof;
 };
@@ -179,6 +182,7 @@ static int target_start(struct target *tg, char **argv)
         close(in[1]);
         return e;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int e = -errno;
@@ -188,6 +192,15 @@ static int target_start(struct target *tg, char **argv)
     if (pid == 0) {
         dup2(in[0], 0);
         dup2(out[1], 1);
+        /* QEMU does not exit when the channel closes: it must not outlive
+         * the replayer, whatever ends it */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
         signal(SIGPIPE, SIG_DFL);
         execvp(argv[0], argv);
         fprintf(stderr, PROG ": cannot run %s: %s\n", argv[0], strerror(errno));
@@ -261,13 +274,19 @@ static int target_read_line(struct target *tg, char **line)
             tg->cap = tg->cap ? tg->cap * 2 : 65536;
             tg->buf = trace_xrealloc(tg->buf, tg->cap);
         }
-        struct pollfd pfd = { .fd = tg->from_fd, .events = POLLIN };
-        int r = poll(&pfd, 1, tg->timeout_ms);
+        struct pollfd pfd[2] = {
+            { .fd = tg->from_fd, .events = POLLIN },
+            { .fd = tg->sig_fd, .events = POLLIN },
+        };
+        int r = poll(pfd, tg->sig_fd >= 0 ? 2 : 1, tg->timeout_ms);
         if (r < 0 && errno == EINTR) {
             continue;
         }
         if (r <= 0) {
             return r < 0 ? -errno : -ETIMEDOUT;
+        }
+        if (tg->sig_fd >= 0 && (pfd[1].revents & POLLIN)) {
+            return -EINTR;
         }
         ssize_t n = read(tg->from_fd, tg->buf + tg->len, tg->cap - tg->len);
         if (n < 0 && errno == EINTR) {
@@ -334,6 +353,8 @@ static int transact(struct runner *r, const struct step *st, const char *data,
         int ret = target_read_line(&r->tg, &line);
         if (ret == 0) {
             return runner_fail(r, st, "the target closed the channel before replying");
+        } else if (ret == -EINTR) {
+            return runner_fail(r, st, "interrupted by a signal");
         } else if (ret == -E2BIG) {
             return runner_fail(r, st, "reply longer than %u bytes", MAX_REPLY);
         } else if (ret < 0) {
@@ -625,7 +646,7 @@ int main(int argc, char **argv)
 
     int status = 1;
     struct trace t = { .path = trace_path };
-    struct runner r = { .trace = &t, .window = -1 };
+    struct runner r = { .trace = &t, .window = -1, .tg.sig_fd = -1 };
     struct entry_list want = { 0 };
     char *expected_path = expected_arg ? trace_xstrdup(expected_arg) : default_expected(trace_path);
     char *text = trace_read_file(trace_path);
@@ -635,6 +656,15 @@ int main(int argc, char **argv)
     bool have_dir = false;
 
     signal(SIGPIPE, SIG_IGN);
+    /* signals end the replay through the normal path, which stops the
+     * target and removes the work directory */
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &stop_set, NULL);
+    r.tg.sig_fd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (!text) {
         fprintf(stderr, PROG ": cannot read %s: %s\n", trace_path, strerror(errno));
         goto out;
@@ -742,6 +772,9 @@ int main(int argc, char **argv)
 out:
     if (have_dir) {
         remove_workdir(dir, &t);
+    }
+    if (r.tg.sig_fd >= 0) {
+        close(r.tg.sig_fd);
     }
     for (size_t i = 0; i < nchild; i++) {
         free(child_argv[i]);
