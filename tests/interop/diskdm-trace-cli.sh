@@ -168,6 +168,21 @@ run 1 "$TR" --record one.trace -- "$T/no-such-program"
 has "diskdm-trace: one.trace:1: endianness: the target closed the channel before replying"
 ok "timeouts and failing targets"
 
+# SIGTERM ends a replay cleanly: target stopped, work directory removed
+mkdir "$T/tmp"
+printf '!disk if=ide,index=0,size=64K\n!poll inb 0x3f6 mask 0xff == 0x12 timeout 60000\n' > long.trace
+TMPDIR="$T/tmp" "$TR" --record long.trace -- "$DM" -qtest stdio > log 2>&1 &
+tpid=$!
+at_exit "kill $tpid 2>/dev/null"
+i=0; while [ -z "$(ls "$T/tmp")" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+sleep 0.2
+kill -TERM $tpid
+rc=0; wait $tpid || rc=$?
+[ $rc = 1 ] || fail "SIGTERM: exit $rc"
+has "diskdm-trace: long.trace:2: !poll inb 0x3f6 mask 0xff == 0x12 timeout 60000: interrupted by a signal"
+[ -z "$(ls "$T/tmp")" ] || fail "work directory left: $(ls "$T/tmp")"
+ok "SIGTERM"
+
 # a diskdm-only trace against QEMU is not run
 printf '!target diskdm\n!raw ""\n' > only.trace
 run 77 "$TR" only.trace -- qemu-system-x86_64 -machine pc
