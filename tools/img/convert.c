@@ -8,15 +8,18 @@
 #include "tools/img/img.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CONV_CHUNK (4u << 20)       /* bytes one request moves at most */
 #define CONV_MAX_WORKERS 16
+#define CONV_MAX_DEPTH 64
 
 enum seg_kind { SEG_DATA, SEG_ZERO, SEG_SKIP };
 
@@ -25,6 +28,8 @@ struct conv_seg {
     struct bdrv_node *src;
     uint64_t src_off, dst_off, len;
     enum seg_kind kind;
+    int host_fd;                /* offload: where the data lives, or -1 */
+    uint64_t host_off;
 };
 
 struct conv_state {
@@ -36,6 +41,15 @@ struct conv_state {
     bool target_zero;           /* unwritten target ranges read as zeroes */
     bool target_has_backing;    /* copy only what the source's top holds */
     uint64_t sparse;            /* zero granule to skip; 0 = write all */
+    /*
+     * Copy offload (copy_file_range) from the files holding the source
+     * data straight into a raw target's file, without a trip through
+     * user space: fds[src][depth] is the protocol file of the layer at
+     * that depth (-1: not a plain file), dst_fd the target's file.
+     */
+    bool offload;
+    int (*fds)[CONV_MAX_DEPTH];
+    int dst_fd;
 
     pthread_mutex_t lock;       /* protects what follows */
     uint64_t cursor;            /* next virtual offset to hand out */
@@ -75,6 +89,12 @@ static bool next_seg(struct conv_state *s, struct conv_seg *seg)
         seg->src_off = soff;
         seg->dst_off = s->cursor;
         seg->len = pnum;
+        seg->host_fd = -1;
+        if (s->offload && depth >= 0 && depth < CONV_MAX_DEPTH &&
+            (st & BDRV_BLOCK_OFFSET_VALID) && (st & BDRV_BLOCK_DATA)) {
+            seg->host_fd = s->fds[s->src_idx][depth];
+            seg->host_off = map;
+        }
         if (s->target_has_backing && depth != 0) {
             seg->kind = SEG_SKIP;
         } else if (depth < 0 || ((st & BDRV_BLOCK_ZERO) && !(st & BDRV_BLOCK_DATA))) {
@@ -135,6 +155,32 @@ static int write_sparse(struct conv_state *s, uint64_t dst_off, const uint8_t *b
     return 0;
 }
 
+/* copy_file_range the whole segment; -ENOTSUP when the kernel or the
+ * file systems cannot (the caller then copies through a buffer). */
+static int offload_copy(struct conv_state *s, const struct conv_seg *seg)
+{
+    loff_t in = (loff_t)seg->host_off, out = (loff_t)seg->dst_off;
+    uint64_t left = seg->len;
+    while (left) {
+        ssize_t n = copy_file_range(seg->host_fd, &in, s->dst_fd, &out, left, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                errno == EOPNOTSUPP || errno == EBADF) {
+                return left == seg->len ? -ENOTSUP : -errno;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -EIO;    /* the source file ends early */
+        }
+        left -= (uint64_t)n;
+    }
+    return 0;
+}
+
 static void *conv_worker(void *opaque)
 {
     struct conv_state *s = opaque;
@@ -149,7 +195,18 @@ static void *conv_worker(void *opaque)
     while (next_seg(s, &seg)) {
         int ret;
         bool wr = true;
-        if (seg.kind == SEG_ZERO) {
+        ret = -ENOTSUP;
+        if (seg.kind == SEG_DATA && seg.host_fd >= 0) {
+            ret = offload_copy(s, &seg);
+            if (ret == -ENOTSUP) {
+                pthread_mutex_lock(&s->lock);
+                s->offload = false;
+                pthread_mutex_unlock(&s->lock);
+            }
+        }
+        if (ret != -ENOTSUP) {
+            /* done (or failed) by the offload */
+        } else if (seg.kind == SEG_ZERO) {
             ret = bdrv_pwrite_zeroes(s->dst, seg.dst_off, seg.len, 0);
         } else {
             ret = bdrv_pread(seg.src, seg.src_off, buf, seg.len);
@@ -215,6 +272,7 @@ int img_cmd_convert(int argc, char **argv)
     struct img_open_flags tfl = { .read_only = false, .has_cache = true,
                                   .cache = CACHE_UNSAFE };
     uint64_t sparse = 4096, workers = 8;
+    bool sparse_given = false;
     int c, ret = IMG_EXIT_FAIL;
 
     optind = 1;
@@ -258,6 +316,7 @@ int img_cmd_convert(int argc, char **argv)
                                 "disable sparse detection (fully allocates output).");
                 goto out;
             }
+            sparse_given = true;
             break;
         case 'p':
             progress = true;
@@ -359,10 +418,14 @@ int img_cmd_convert(int argc, char **argv)
         goto out;
     }
 
-    struct conv_state s = { .nb_src = nb_src, .sparse = sparse };
+    struct conv_state s = { .nb_src = nb_src, .sparse = sparse, .dst_fd = -1 };
     s.src = calloc((size_t)nb_src, sizeof(*s.src));
     s.src_len = calloc((size_t)nb_src, sizeof(*s.src_len));
-    if (!s.src || !s.src_len) {
+    s.fds = malloc((size_t)nb_src * sizeof(*s.fds));
+    if (s.fds) {
+        memset(s.fds, 0xff, (size_t)nb_src * sizeof(*s.fds));    /* all -1 */
+    }
+    if (!s.src || !s.src_len || !s.fds) {
         img_error("Out of memory");
         goto out_free_src;
     }
@@ -411,12 +474,41 @@ int img_cmd_convert(int argc, char **argv)
             goto out_unref_dst;
         }
     }
+    /*
+     * Copy offload: a new raw target in a plain file, page-cache I/O on
+     * both sides, and no -S (copy_file_range copies zeroes inside data
+     * runs as they are; holes and zero clusters are still skipped).
+     */
+    if (!no_create && !strcmp(out_fmt, "raw") && !sparse_given &&
+        tfl.cache != CACHE_NONE && tfl.cache != CACHE_DIRECTSYNC &&
+        sfl.cache != CACHE_NONE && sfl.cache != CACHE_DIRECTSYNC) {
+        struct bdrv_node *fc = bdrv_file_child(s.dst);
+        if (fc && !strcmp(bdrv_driver_name(fc), "file")) {
+            s.dst_fd = open(bdrv_filename(fc), O_WRONLY | O_CLOEXEC);
+        }
+        for (int i = 0; s.dst_fd >= 0 && i < nb_src; i++) {
+            int d = 0;
+            for (struct bdrv_node *n = s.src[i]; n && d < CONV_MAX_DEPTH;
+                 n = bdrv_backing_child(n), d++) {
+                struct bdrv_node *sf = bdrv_file_child(n);
+                if (sf && !strcmp(bdrv_driver_name(sf), "file")) {
+                    s.fds[i][d] = open(bdrv_filename(sf), O_RDONLY | O_CLOEXEC);
+                }
+            }
+        }
+        s.offload = s.dst_fd >= 0;
+    }
     s.target_has_backing = backing != NULL;
     /* A new image without backing reads as zeroes everywhere; an existing
      * one only when the user says so. */
     s.target_zero = no_create ? target_is_zero : !backing;
     img_progress_init(&s.prog, progress && !quiet);
     int r = run_copy(&s, (unsigned)workers);
+    if (r == 0 && s.dst_fd >= 0 && tfl.cache != CACHE_UNSAFE && fdatasync(s.dst_fd) < 0) {
+        img_progress_end(&s.prog);
+        img_error("Could not flush '%s': %s", out_name, strerror(errno));
+        goto out_unref_dst;
+    }
     if (r == 0) {
         r = bdrv_flush(s.dst);
         if (r < 0) {
@@ -434,6 +526,17 @@ int img_cmd_convert(int argc, char **argv)
 out_unref_dst:
     bdrv_unref(s.dst);
 out_free_src:
+    if (s.dst_fd >= 0) {
+        close(s.dst_fd);
+    }
+    for (int i = 0; s.fds && i < nb_src; i++) {
+        for (int d = 0; d < CONV_MAX_DEPTH; d++) {
+            if (s.fds[i][d] >= 0) {
+                close(s.fds[i][d]);
+            }
+        }
+    }
+    free(s.fds);
     for (int i = 0; s.src && i < nb_src; i++) {
         if (s.src[i]) {
             bdrv_unref(s.src[i]);
