@@ -68,7 +68,8 @@ struct virtqueue {
     /* Ring state, owned by hw/virtio-ring.c. */
     bool event_idx;             /* VIRTIO_RING_F_EVENT_IDX negotiated */
     bool indirect;              /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
-    uint16_t last_avail;        /* next avail->ring slot to take */
+    uint16_t last_avail;        /* next avail->ring slot to take (what a
+                                 * vhost-user SET/GET_VRING_BASE moves) */
     uint16_t used_idx;          /* our copy of used->idx */
     uint16_t signalled_used;    /* used->idx at the last notification */
     bool signalled_valid;
