@@ -45,6 +45,8 @@ struct vblk {
     uint8_t wce;                /* config `writeback` */
     unsigned inflight;
     struct vblk_req *free_reqs;
+    bool in_kick;               /* vblk_kick is running */
+    uint32_t kick_pending;      /* queues kicked meanwhile */
 };
 
 /* ------------------------------------------------------------------ */
@@ -449,11 +451,13 @@ void vblk_needs_reset(struct vblk *s)
     set_broken(s);
 }
 
-void vblk_kick(struct vblk *s, unsigned q)
+/* Take and handle everything available on queue q. */
+static void kick_queue(struct vblk *s, unsigned q)
 {
     struct virtqueue *vq;
+    uint64_t gen = s->gen;
 
-    if (q >= s->num_queues || s->broken)
+    if (s->broken)
         return;
     vq = &s->vqs[q];
     if (!vq->ready)
@@ -494,9 +498,31 @@ void vblk_kick(struct vblk *s, unsigned q)
         r->q = q;
         r->gen = s->gen;
         handle_request(s, r);
-        if (s->broken)
+        /* The interrupt a completion sent may have reset the device. */
+        if (s->broken || s->gen != gen || !vq->ready)
             return;
     }
+}
+
+/*
+ * A completion's MSI-X message is a memory write the driver aims, possibly
+ * at this device's own notify register: a kick from inside a kick only
+ * marks the queue, and the outer call takes it, so nothing recurses.
+ */
+void vblk_kick(struct vblk *s, unsigned q)
+{
+    if (q >= s->num_queues)
+        return;
+    s->kick_pending |= 1u << q;
+    if (s->in_kick)
+        return;
+    s->in_kick = true;
+    while (s->kick_pending) {
+        unsigned next = (unsigned)__builtin_ctz(s->kick_pending);
+        s->kick_pending &= ~(1u << next);
+        kick_queue(s, next);
+    }
+    s->in_kick = false;
 }
 
 void vblk_start(struct vblk *s)

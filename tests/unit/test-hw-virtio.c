@@ -806,6 +806,44 @@ START_TEST(backend_error_and_write_cache)
 }
 END_TEST
 
+/*
+ * MSI-X messages aimed at the device itself: at its notify register (a
+ * kick from inside a completion) and at its status register (a reset from
+ * inside a completion). Nothing recurses, nothing is processed twice.
+ */
+START_TEST(msix_aimed_at_the_device)
+{
+    attach(false, 1, NULL);
+    hwt_cfg_write(&T, SLOT, 0, 0x9a, 2, 0x8000);
+    w32(MSIX + 16, (uint32_t)(MODERN + 0x3000));
+    w32(MSIX + 24, 0);
+    w32(MSIX + 28, 0);
+    modern_init(0, 1, 256);
+    w16(MODERN + 0x16, 0);
+    w16(MODERN + 0x1a, 1);
+    /* 60 requests that complete at once (unknown type): each completion
+     * kicks queue 0 again */
+    for (int n = 0; n < 60; n++)
+        queue_req(0, n, 0x77, 0, 0, 0, false);
+    kick(0);
+    ck_assert_uint_eq(r16(used_base(0) + 2), 60);
+    for (int n = 0; n < 60; n++)
+        ck_assert_uint_eq(r8(st_addr(n)), 2);
+
+    /* now at the status register: the first completion resets */
+    w32(MSIX + 16, (uint32_t)(MODERN + 0x14));
+    for (int n = 0; n < 10; n++)
+        queue_req(0, n, 0x77, 0, 0, 0, false);
+    for (int n = 0; n < 10; n++)
+        w8(st_addr(n), 0xff);
+    kick(0);
+    ck_assert_uint_eq(r8(MODERN + 0x14), 0);
+    ck_assert_uint_eq(r16(used_base(0) + 2), 61);
+    ck_assert_uint_eq(r8(st_addr(0)), 2);
+    ck_assert_uint_eq(r8(st_addr(1)), 0xff);
+}
+END_TEST
+
 START_TEST(attach_errors)
 {
     struct error *err = NULL;
@@ -847,6 +885,7 @@ static Suite *suite(void)
     tcase_add_test(tc, hostile_rings);
     tcase_add_test(tc, pci_cfg_window_and_event_idx);
     tcase_add_test(tc, backend_error_and_write_cache);
+    tcase_add_test(tc, msix_aimed_at_the_device);
     tcase_add_test(tc, attach_errors);
     suite_add_tcase(s, tc);
     return s;
