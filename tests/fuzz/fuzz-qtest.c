@@ -20,9 +20,17 @@ struct fuzz_env {
     int null_fd;
 };
 
+static struct fuzz_env env;
+
+static void env_cleanup(void)
+{
+    unlink(env.hd);
+    unlink(env.cd);
+    rmdir(env.dir);
+}
+
 static struct fuzz_env *env_get(void)
 {
-    static struct fuzz_env env;
     static bool ready;
     if (ready) {
         return &env;
@@ -45,6 +53,7 @@ static struct fuzz_env *env_get(void)
     if (env.null_fd < 0) {
         abort();
     }
+    atexit(env_cleanup);
     ready = true;
     return &env;
 }
