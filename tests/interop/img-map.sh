@@ -77,3 +77,27 @@ expect_err 1 "Usage: diskdm-img map [--image-opts] [-f fmt] [--start-offset=offs
 diskdm-img: Expecting one image file name
 Try 'diskdm-img --help' for more information" "$IMG" map
 ok help
+
+# --- -p on a terminal, -U past another writer's lock ---------------------------------
+if command -v script > /dev/null; then
+    script -qc "\"$IMG\" convert -p -O raw t.qcow2 p.raw" /dev/null > tty.out
+    grep -q '(100.00/100%)' tty.out || fail "-p drew no progress on a terminal"
+    "$IMG" commit -p -d --image-opts driver=qcow2,file.filename=t.qcow2 > notty.out
+    [ "$(cat notty.out)" = "Image committed." ] || fail "-p drew progress without a terminal"
+fi
+qemu-io -c 'sleep 20000' t.qcow2 &
+qpid=$!
+at_exit "kill $qpid"
+i=0
+until grep -q "OFDLCK.*:$(stat -c %i t.qcow2) 100 " /proc/locks; do
+    i=$((i + 1)); [ $i -lt 500 ] || fail "qemu-io never locked t.qcow2"
+    sleep 0.01
+done
+expect_err 1 "diskdm-img: Could not open 't.qcow2': Failed to get shared \"write\" lock
+Is another process using the image [t.qcow2]?" "$IMG" map t.qcow2
+for cmd in "map -U" "check -U" "info -U" "compare -U t.qcow2" "measure -U -O qcow2"; do
+    # shellcheck disable=SC2086
+    "$IMG" $cmd t.qcow2 > /dev/null || fail "$cmd refused a locked image"
+done
+kill $qpid; wait $qpid 2>/dev/null || true
+ok progress-and-locks
