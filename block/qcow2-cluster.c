@@ -11,7 +11,11 @@
  * the cluster is reserved (qcow2-refcount.c); then guest data and the
  * copy-on-write areas are written; then the L2 entry; only then is the old
  * cluster's refcount dropped. A new L2 table is written before the L1
- * entry that points to it.
+ * entry that points to it. Against power loss the refcounts are safe (they
+ * were flushed before any L2 entry can name the cluster); guest data and
+ * L2 entries become durable together at the guest's next flush, as with
+ * QEMU's writeback cache: an unflushed write may be lost, but a flushed
+ * image is consistent.
  */
 #include "block/qcow2.h"
 
