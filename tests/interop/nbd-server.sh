@@ -4,7 +4,7 @@
 # nbdcopy, nbdsh; read-only (-r) and snapshot (-s) exports leave the image
 # untouched; export name, description, offset, -e and shutdown behaviour.
 . "$(dirname "$0")/lib.sh"
-need qemu-img qemu-io nbdinfo nbdcopy nbdsh
+need qemu-img qemu-io nbdinfo nbdcopy nbdsh strace
 . "$(dirname "$0")/_nbd-lib.sh"
 cd "$T"
 
@@ -83,6 +83,17 @@ ok "read-only export: EPERM for pwrite/trim/zero, EINVAL past the end"
 nbd_stop ro
 [ "$(md5sum < disk.raw)" = "$sum0" ] || fail "the image changed under -r"
 ok "image unchanged after -r"
+
+# -r is forced read-only: the image is never opened for writing, not even
+# tried (strace sees every open of the process and its threads)
+strace -f -qq -e trace=open,openat -o strace.txt "$NBD" -r -f raw -k st.sock disk.raw &
+st=$!
+for i in $(seq 100); do [ -S st.sock ] && break; sleep 0.1; done
+nbdcopy 'nbd+unix:///?socket=st.sock' null: || fail "nbdcopy under strace"
+wait $st || fail "server under strace failed"
+grep -q 'disk.raw", O_RDONLY' strace.txt || fail "strace saw no open of the image"
+grep 'disk.raw"' strace.txt | grep -q 'O_RDWR\|O_WRONLY' && fail "-r opened the image for writing: $(grep disk.raw strace.txt)"
+ok "-r never opens the image for writing"
 
 # --- read-write over TCP, several clients --------------------------------
 port=$(free_port)
