@@ -6,7 +6,7 @@ set -u
 pkgs="build-essential pkg-config clang libclang-rt-14-dev libxen-dev xenstore-utils
 check libsdl2-dev libnbd-dev liburing-dev libjson-c-dev zlib1g-dev libzstd-dev
 libgnutls28-dev qemu-utils qemu-system-x86 nbdkit libnbd-bin python3-libnbd
-xvfb util-linux procps python3"
+xvfb util-linux procps python3 strace openssl"
 missing=""
 for p in $pkgs; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)
