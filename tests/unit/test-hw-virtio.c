@@ -478,6 +478,28 @@ START_TEST(legacy_with_msix_and_intx)
     w32(MSIX + 28, 0);                          /* unmask: delivered */
     ck_assert_uint_eq(r32(MSI_ADDR), 0xabcd);
     ck_assert_uint_eq(r32(MSIX + 0x800), 0);
+    /* the function mask holds every vector until it is cleared */
+    hwt_cfg_write(&T, SLOT, 0, 0x9a, 2, 0xc000);
+    w32(MSI_ADDR, 0);
+    w16(RING + 0x1008, 0);
+    w16(RING + 0x1002, 3);
+    outw(&T, LEGACY + 0x10, 0);
+    hwt_wait(&T, r16(RING + 0x2002) == 3);
+    ck_assert_uint_eq(r32(MSI_ADDR), 0);
+    ck_assert_uint_eq(r32(MSIX + 0x800), 2);
+    hwt_cfg_write(&T, SLOT, 0, 0x9a, 2, 0x8000);
+    ck_assert_uint_eq(r32(MSI_ADDR), 0xabcd);
+    ck_assert_uint_eq(r32(MSIX + 0x800), 0);
+    /* without bus mastering the rings are out of reach: no DMA, and the
+     * device asks for a reset */
+    hwt_cfg_write(&T, SLOT, 0, 0x04, 2, 0x0003);
+    w16(RING + 0x100a, 0);
+    w16(RING + 0x1002, 4);
+    outw(&T, LEGACY + 0x10, 0);
+    hwt_settle(&T);
+    ck_assert_uint_eq(r16(RING + 0x2002), 3);
+    ck_assert_uint_eq(inb(&T, LEGACY + 0x12) & 0x40, 0x40);
+    hwt_cfg_write(&T, SLOT, 0, 0x04, 2, 0x0007);
 
     /* PFN 0 resets */
     outl(&T, LEGACY + 0x08, 0);
