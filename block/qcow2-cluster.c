@@ -676,8 +676,11 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     }
     uint64_t l2e = qcow2_be64(t + l2_index * 8);
     enum qcow2_ctype type = qcow2_classify(s, l2e);
-    if (type == QCOW2_C_NORMAL && (l2e & QCOW2_OFLAG_COPIED)) {
-        /* Allocated meanwhile (the caller looked before locking). */
+    uint64_t rc = 0;
+    if (type == QCOW2_C_NORMAL && (l2e & QCOW2_OFLAG_COPIED) &&
+        qcow2_get_refcount(s, (l2e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits, &rc) == 0 &&
+        rc == 1) {
+        /* Ours alone after all (its L2 table was shared): in place. */
         struct slice sl;
         ret = slice_make(&sl, iov, iovcnt, iov_off, n);
         if (ret == 0) {
@@ -687,7 +690,9 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
         }
         return ret;
     }
-    bool reuse = type == QCOW2_C_ZERO_ALLOC && (l2e & QCOW2_OFLAG_COPIED);
+    bool reuse = type == QCOW2_C_ZERO_ALLOC && (l2e & QCOW2_OFLAG_COPIED) &&
+                 qcow2_get_refcount(s, (l2e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits,
+                                    &rc) == 0 && rc == 1;
     bool fresh = false;
     uint64_t host;
     if (reuse) {
@@ -982,7 +987,10 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
 
         pthread_mutex_lock(&bs->lock);
         ret = get_mapping(s, cur, bytes - done, &type, &l2e, &n);
-        if (ret == 0 && type == QCOW2_C_NORMAL && (l2e & QCOW2_OFLAG_COPIED)) {
+        /* In place only when neither the cluster nor its L2 table is
+         * shared (both COPIED); anything else goes through copy-on-write. */
+        if (ret == 0 && type == QCOW2_C_NORMAL && (l2e & QCOW2_OFLAG_COPIED) &&
+            (s->l1[cur >> (s->cluster_bits + s->l2_bits)] & QCOW2_OFLAG_COPIED)) {
             pthread_mutex_unlock(&bs->lock);
             struct slice sl;
             ret = slice_make(&sl, iov, iovcnt, done, n);
