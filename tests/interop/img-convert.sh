@@ -67,6 +67,8 @@ qemu-img compare top.qcow2 z.qcow2 > /dev/null || fail "--target-is-zero"
 [ ! -s p.out ] || fail "-p drew progress without a terminal"
 expect_err 1 "diskdm-img: Could not open 'missing.qcow2': Could not open 'missing.qcow2': No such file or directory" \
     "$IMG" convert -O raw missing.qcow2 x.raw
+expect_err 1 "diskdm-img: Compression not supported for this file format" \
+    "$IMG" convert -c -O raw top.qcow2 x.raw
 expect_err 1 "diskdm-img: Unknown file format 'vpc'" "$IMG" convert -O vpc top.qcow2 x.vpc
 expect_err 1 "diskdm-img: --target-is-zero requires use of -n flag" \
     "$IMG" convert --target-is-zero -O raw top.qcow2 x.raw

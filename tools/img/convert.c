@@ -397,7 +397,12 @@ int img_cmd_convert(int argc, char **argv)
         goto out;
     }
     if (compress) {
-        ret = img_error("Compression not supported for this file format");
+        /* qcow2 compressed clusters are read, never written, by this
+         * block layer: say so rather than write uncompressed. */
+        ret = img_error(strcmp(out_fmt, "qcow2")
+                        ? "Compression not supported for this file format"
+                        : "Compressed qcow2 output is not supported (compressed clusters "
+                          "can be read, not written)");
         goto out;
     }
     if (optstr && (!strcmp(optstr, "help") || !strcmp(optstr, "?"))) {
