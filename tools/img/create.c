@@ -160,12 +160,9 @@ int img_cmd_create(int argc, char **argv)
     if (backing && (!unsafe || !size_given)) {
         /* The backing file must open, and gives the size when none is
          * given. With -u and a size, it need not exist. */
-        struct img_open_flags fl = { .read_only = true, .force_share = true,
-                                     .no_backing = true };
         struct bdrv_open_opts o;
         struct error *err = NULL;
         bdrv_open_opts_init(&o);
-        (void)fl;
         o.driver = strdup(backing_fmt);
         /* A relative backing name is relative to the new image. */
         const char *slash = strrchr(filename, '/');
