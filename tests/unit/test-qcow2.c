@@ -262,7 +262,16 @@ static void apply_random_ops(struct mirror *m, unsigned seed, int nops, uint32_t
     free(z);
 }
 
+static void write_and_check_opts(const char *create, bool backing, unsigned seed,
+                                 const char *open_opts);
+
 static void write_and_check(const char *create, bool backing, unsigned seed)
+{
+    write_and_check_opts(create, backing, seed, "discard=unmap");
+}
+
+static void write_and_check_opts(const char *create, bool backing, unsigned seed,
+                                 const char *open_opts)
 {
     ck_assert_int_eq(sh("rm -f w.qcow2 ref.raw b.qcow2 b.raw"), 0);
     if (backing) {
@@ -289,7 +298,7 @@ static void write_and_check(const char *create, bool backing, unsigned seed)
     struct error *err = NULL;
     int ret = bdrv_create("qcow2", p, &co, &err);
     ck_assert_msg(ret == 0, "create %s: %s", create, err ? err->msg : "?");
-    struct mirror m = { .bs = open_fmt("w.qcow2", "discard=unmap"), .size = 8 << 20 };
+    struct mirror m = { .bs = open_fmt("w.qcow2", open_opts), .size = 8 << 20 };
     char *rp = path("ref.raw");
     m.ref = open(rp, O_RDWR);
     ck_assert_int_ge(m.ref, 0);
@@ -313,6 +322,16 @@ START_TEST(test_write_matrix)
     for (size_t i = 0; i < ARRAY_SIZE(matrix); i++) {
         write_and_check(matrix[i], false, 7 + (unsigned)i);
     }
+}
+END_TEST
+
+START_TEST(test_write_cache_modes)
+{
+    /* O_DIRECT underneath: 8-byte metadata updates become aligned
+     * read-modify-writes in the checking layer. */
+    write_and_check_opts("1.1,65536,16", true, 21, "discard=unmap,cache=none");
+    write_and_check_opts("1.1,4096,16", false, 22, "discard=unmap,cache=directsync");
+    write_and_check_opts("1.1,512,16", false, 23, "discard=unmap,cache=writethrough");
 }
 END_TEST
 
@@ -1268,6 +1287,7 @@ static Suite *qcow2_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_write_matrix);
     tcase_add_test(tc, test_write_over_backing);
+    tcase_add_test(tc, test_write_cache_modes);
     tcase_add_test(tc, test_create_matrix);
     tcase_add_test(tc, test_create_errors);
     tcase_add_test(tc, test_resize);
