@@ -66,6 +66,25 @@ nbdinfo "nbds+unix:///?socket=x.sock&tls-certificates=$T/nocert" > /dev/null 2>&
 nbd_stop x
 ok "x509: plaintext gets ERR_TLS_REQD; a client without a certificate is refused"
 
+# an encrypted server key, its passphrase in a secret object
+mkdir pki2
+cp pki/ca-cert.pem pki/server-cert.pem pki2/
+q openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:sesame -in pki/server-key.pem \
+    -out pki2/server-key.pem
+printf sesame > pw.txt    # used as is, as QEMU does: no newline
+nbd_start enc -r -t -f raw -k enc.sock --object secret,id=pw,file=$T/pw.txt \
+    --object tls-creds-x509,id=tls2,dir=$T/pki2,endpoint=server,passwordid=pw \
+    --tls-creds tls2 disk.raw
+nbdinfo "nbds+unix:///?socket=enc.sock&tls-certificates=$T/cli" > /dev/null \
+    || fail "TLS with an encrypted key"
+nbd_stop enc
+rc=0; "$NBD" -r -f raw -k enc.sock --object secret,id=pw,data=wrong \
+    --object tls-creds-x509,id=tls2,dir=$T/pki2,endpoint=server,passwordid=pw \
+    --tls-creds tls2 disk.raw 2> err.txt || rc=$?
+[ $rc = 1 ] && grep -q "^diskdm-nbd: Cannot load certificate .*server-key.pem" err.txt \
+    || fail "wrong passphrase: $(cat err.txt)"
+ok "x509 with an encrypted key and a secret object"
+
 # --- --tls-authz ----------------------------------------------------------
 nbd_start az -r -t -f raw -k az.sock $X509 --tls-creds tls0 \
     --object authz-simple,id=auth0,identity=O=diskdm,,CN=someone-else --tls-authz auth0 disk.raw
