@@ -196,6 +196,11 @@ static int bs_collect(struct bs_job *j)
                 e.foff = ex->base + j->off + pos;
             }
         }
+        if (e.fd >= 0) {
+            /* The send happens later on the event loop: start reading
+             * what is not cached yet now, so that it blocks less. */
+            posix_fadvise(e.fd, e.foff, e.len, POSIX_FADV_WILLNEED);
+        }
         struct nbd_extent *prev = n ? &j->ext[n - 1] : NULL;
         if (prev && prev->flags == e.flags && prev->depth == e.depth &&
             prev->fd == e.fd && (e.fd < 0 || prev->foff + prev->len == e.foff) &&
