@@ -118,6 +118,10 @@ set +e; "$IMG" check leak.qcow2 > out.txt; rc=$?; set -e
 grep -q '^1 leaked clusters were found on the image.$' out.txt || fail "leak not reported"
 set +e; "$IMG" check --output=json leak.qcow2 > o.json; qemu-img check --output=json leak.qcow2 > t.json 2>/dev/null; set -e
 json_agree o.json t.json leaks corruptions check-errors total-clusters allocated-clusters filename format
+cp leak2.qcow2 leak3.qcow2; cp leak2.qcow2 leak4.qcow2
+"$IMG" check -r leaks --output=json leak3.qcow2 | sed 's/leak3/leakN/' > o.json
+qemu-img check -r leaks --output=json leak4.qcow2 2>/dev/null | sed 's/leak4/leakN/' > t.json
+diff -u t.json o.json || fail "check -r leaks JSON differs from qemu-img's"
 "$IMG" check -r leaks leak2.qcow2 > out.txt || fail "check -r leaks failed"
 grep -q '^    1 leaked clusters$' out.txt || fail "repair not reported"
 qemu-img check leak2.qcow2 > /dev/null || fail "qemu-img finds the repaired image unclean"
