@@ -165,7 +165,8 @@ static void tls_step(struct nbd_conn *c)
 /* Reading and writing                                                 */
 /* ------------------------------------------------------------------ */
 
-/* Returns false when the connection is finished (EOF handled). */
+/* Read what the socket has, as far as the session takes it; end of file
+ * and errors are handed to the session. */
 static void conn_read(struct nbd_conn *c)
 {
     size_t budget = READ_BUDGET;
