@@ -92,18 +92,19 @@ uint8_t *qcow2_cache_get(struct qcow2_state *s, struct qcow2_cache *c,
     if (hit) {
         return t;
     }
+    /* The slot loses its name before its bytes change and gets the new
+     * one after: what the lock-free reader of read-only images relies on. */
+    __atomic_store_n(&c->offset[i], 0, __ATOMIC_RELEASE);
     if (off + c->table_size > s->file_len) {
-        c->offset[i] = 0;
         *ret = -EIO;
         return NULL;
     }
     int r = bdrv_pread(s->file, off, t, c->table_size);
     if (r < 0) {
-        c->offset[i] = 0;
         *ret = r;
         return NULL;
     }
-    c->offset[i] = off;
+    __atomic_store_n(&c->offset[i], off, __ATOMIC_RELEASE);
     return t;
 }
 
@@ -111,8 +112,9 @@ void qcow2_cache_put(struct qcow2_cache *c, uint64_t off, const void *data)
 {
     bool hit;
     int i = cache_find(c, off, &hit);
+    __atomic_store_n(&c->offset[i], 0, __ATOMIC_RELEASE);
     memcpy(c->mem + (size_t)i * c->table_size, data, c->table_size);
-    c->offset[i] = off;
+    __atomic_store_n(&c->offset[i], off, __ATOMIC_RELEASE);
     c->stamp[i] = ++c->clock;
 }
 
@@ -499,6 +501,50 @@ int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
 static int preadv_nowait_locked(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                                 const struct iovec *iov, int iovcnt);
 
+/*
+ * Mapping of the cluster at `off` in a read-only image without taking
+ * bs->lock. Its tables never change, so a cache slot that names the
+ * table's offset both before and after the entry is read held that
+ * table's bytes (a refill clears the name first, and a refill with the
+ * same table brings the same bytes). A miss, or anything odd, is -EAGAIN:
+ * the locked path then does the work and reports errors.
+ */
+static int lookup_ro_nolock(struct qcow2_state *s, uint64_t off, uint64_t bytes,
+                            enum qcow2_ctype *type, uint64_t *l2e_out, uint64_t *pn)
+{
+    uint64_t in = off & s->cluster_mask;
+    uint64_t l1_index = off >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_index = (off >> s->cluster_bits) & (s->l2_size - 1);
+    *pn = MIN(bytes, s->cluster_size - in);
+    uint64_t l2_off = l1_index < s->l1_size ? s->l1[l1_index] & QCOW2_L1E_OFFSET_MASK : 0;
+    if (!l2_off) {
+        *type = QCOW2_C_UNALLOCATED;
+        *l2e_out = 0;
+        return 0;
+    }
+    struct qcow2_cache *c = &s->l2_cache;
+    unsigned base = cache_set(c, l2_off);
+    for (unsigned i = base; i < base + QCOW2_CACHE_WAYS; i++) {
+        if (__atomic_load_n(&c->offset[i], __ATOMIC_ACQUIRE) != l2_off) {
+            continue;
+        }
+        const uint64_t *p = (const uint64_t *)(c->mem + (size_t)i * c->table_size) + l2_index;
+        uint64_t e = __builtin_bswap64(__atomic_load_n(p, __ATOMIC_RELAXED));
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&c->offset[i], __ATOMIC_RELAXED) != l2_off) {
+            return -EAGAIN;
+        }
+        *type = qcow2_classify(s, e);
+        if ((*type == QCOW2_C_NORMAL || *type == QCOW2_C_ZERO_ALLOC) &&
+            (e & QCOW2_L2E_OFFSET_MASK & s->cluster_mask)) {
+            return -EAGAIN;
+        }
+        *l2e_out = e;
+        return 0;
+    }
+    return -EAGAIN;
+}
+
 int qcow2_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                         const struct iovec *iov, int iovcnt)
 {
@@ -530,13 +576,17 @@ static int preadv_nowait_locked(struct bdrv_node *bs, uint64_t offset, uint64_t 
             iov_memset(iov, iovcnt, done, 0, bytes - done);
             break;
         }
-        if (pthread_mutex_trylock(&bs->lock) != 0) {
-            return -EAGAIN;
+        if (!s->writable) {
+            ret = lookup_ro_nolock(s, cur, MIN(bytes - done, s->size - cur), &type, &l2e, &n);
+        } else {
+            if (pthread_mutex_trylock(&bs->lock) != 0) {
+                return -EAGAIN;
+            }
+            /* Only cache hits: a miss would read the file under the lock. */
+            ret = get_mapping_ex(s, cur, MIN(bytes - done, s->size - cur), &type, &l2e,
+                                 &n, true);
+            pthread_mutex_unlock(&bs->lock);
         }
-        /* Only cache hits: a miss would read the file under the lock. */
-        ret = get_mapping_ex(s, cur, MIN(bytes - done, s->size - cur), &type, &l2e, &n,
-                             true);
-        pthread_mutex_unlock(&bs->lock);
         if (ret < 0) {
             return ret;
         }
