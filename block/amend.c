@@ -1,7 +1,8 @@
 /*
  * block/amend.c — in-place changes to an image's format metadata
  * (qemu-img rebase's backing-file rewrite, qemu-img amend, info's format
- * facts): the checking layer's rules in front of the driver's handler.
+ * facts, compressed cluster writes): the checking layer's rules in front
+ * of the driver's handler.
  */
 #include "block/block-int.h"
 
@@ -82,4 +83,27 @@ void bdrv_get_qcow2_info(struct bdrv_node *bs, struct bdrv_qcow2_info *qi)
     if (bs && is_qcow2(bs)) {
         qcow2_get_format_info(bs, qi);
     }
+}
+
+int bdrv_write_compressed(struct bdrv_node *bs, uint64_t offset, const void *buf,
+                          uint64_t bytes)
+{
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    if (!is_qcow2(bs)) {
+        return -ENOTSUP;
+    }
+    if (bytes == 0 || offset > bs->total_size || bytes > bs->total_size - offset) {
+        return -EINVAL;
+    }
+    int ret = qcow2_write_compressed(bs, offset, buf, bytes);
+    if (ret == 0) {
+        __atomic_add_fetch(&bs->stats.wr_ops, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&bs->stats.wr_bytes, bytes, __ATOMIC_RELAXED);
+    }
+    return ret;
 }

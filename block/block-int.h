@@ -347,6 +347,9 @@ int qcow2_change_backing_file(struct bdrv_node *bs, const char *backing_file,
 int qcow2_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
                 struct error **errp);
 void qcow2_get_format_info(struct bdrv_node *bs, struct bdrv_qcow2_info *qi);
+/* qcow2 compressed cluster writes (block/qcow2-compress.c). */
+int qcow2_write_compressed(struct bdrv_node *bs, uint64_t offset, const void *buf,
+                           uint64_t bytes);
 extern const struct bdrv_ops bdrv_nbd_ops;      /* block/nbd.c (libnbd client) */
 
 /*

@@ -225,6 +225,17 @@ struct bdrv_qcow2_info {
 };
 void bdrv_get_qcow2_info(struct bdrv_node *bs, struct bdrv_qcow2_info *qi);
 
+/*
+ * Write one guest cluster compressed (qemu-img convert -c): `offset` is
+ * cluster aligned, `bytes` the cluster size (or what is left up to the
+ * virtual end), and the cluster must be unallocated. -ENOTSUP when the
+ * format cannot, the range does not qualify or the data does not
+ * compress (the caller then writes it normally); -EPERM on a read-only
+ * node. 0 or -errno.
+ */
+int bdrv_write_compressed(struct bdrv_node *bs, uint64_t offset, const void *buf,
+                          uint64_t bytes);
+
 /* What `diskdm-img info` shows. Strings point into the node. */
 struct bdrv_info {
     const char *filename;

@@ -67,6 +67,19 @@ qemu-img compare top.qcow2 z.qcow2 > /dev/null || fail "--target-is-zero"
 [ ! -s p.out ] || fail "-p drew progress without a terminal"
 expect_err 1 "diskdm-img: Could not open 'missing.qcow2': Could not open 'missing.qcow2': No such file or directory" \
     "$IMG" convert -O raw missing.qcow2 x.raw
+# -c: compressed clusters that qemu-img checks and reads, and we read back.
+"$IMG" convert -c -O qcow2 top.qcow2 c.qcow2
+qemu-img check c.qcow2 > chk.txt || fail "compressed image fails qemu-img check"
+grep -q ' 100.00% compressed clusters$' chk.txt || fail "clusters not compressed: $(cat chk.txt)"
+qemu-img compare top.qcow2 c.qcow2 > /dev/null || fail "compressed content (qemu-img)"
+"$IMG" compare top.qcow2 c.qcow2 > /dev/null || fail "compressed content (ours)"
+"$IMG" convert -O raw c.qcow2 c.raw
+cmp q.raw c.raw || fail "compressed image reads back differently"
+qemu-io -c 'write -P 0x88 1M 4k' c.qcow2 > /dev/null
+qemu-io -r -c 'read -P 0x33 1052672 60k' c.qcow2 | grep -q 'verification failed' && fail "rewrite of a compressed cluster"
+qemu-img check -q c.qcow2 || fail "compressed image after a rewrite"
+expect_err 1 "diskdm-img: Compressed output needs a new image without backing file, from one source image" \
+    "$IMG" convert -c -O qcow2 -B base.qcow2 -F qcow2 top.qcow2 cb.qcow2
 expect_err 1 "diskdm-img: Compression not supported for this file format" \
     "$IMG" convert -c -O raw top.qcow2 x.raw
 expect_err 1 "diskdm-img: Unknown file format 'vpc'" "$IMG" convert -O vpc top.qcow2 x.vpc

@@ -52,6 +52,9 @@ struct conv_state {
     bool offload;
     int (*fds)[CONV_MAX_DEPTH];
     int dst_fd;
+    /* -c: the target's cluster size; data runs are widened to whole
+     * clusters and each cluster is written compressed. 0 = off. */
+    uint64_t compress_cs;
 
     pthread_mutex_t lock;       /* protects what follows */
     uint64_t cursor;            /* next virtual offset to hand out */
@@ -103,6 +106,17 @@ static bool next_seg(struct conv_state *s, struct conv_seg *seg)
             seg->kind = SEG_ZERO;
         } else {
             seg->kind = SEG_DATA;
+        }
+        if (s->compress_cs && seg->kind == SEG_DATA) {
+            /* Whole clusters: the part before the run was skipped (it
+             * reads as zeroes), the part after it is taken along. */
+            uint64_t cs = s->compress_cs;
+            uint64_t a = seg->dst_off & ~(cs - 1);
+            uint64_t b = MIN(ROUND_UP(seg->dst_off + pnum, cs), s->src_len[s->src_idx]);
+            seg->src_off -= seg->dst_off - a;
+            seg->dst_off = a;
+            seg->len = b - a;
+            pnum = b - s->cursor;
         }
         s->cursor += pnum;
         if (seg->kind == SEG_SKIP || (seg->kind == SEG_ZERO && s->target_zero)) {
@@ -183,11 +197,31 @@ static int offload_copy(struct conv_state *s, const struct conv_seg *seg)
     return 0;
 }
 
+/* Write a run of whole clusters compressed, each that compresses. */
+static int write_compressed(struct conv_state *s, uint64_t dst_off, const uint8_t *buf,
+                            uint64_t len)
+{
+    for (uint64_t k = 0; k < len; k += s->compress_cs) {
+        uint64_t n = MIN(s->compress_cs, len - k);
+        if (all_zero(buf + k, n)) {
+            continue;       /* a new image without backing reads zeroes */
+        }
+        int ret = bdrv_write_compressed(s->dst, dst_off + k, buf + k, n);
+        if (ret == -ENOTSUP) {
+            ret = bdrv_pwrite(s->dst, dst_off + k, buf + k, n, 0);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 static void *conv_worker(void *opaque)
 {
     struct conv_state *s = opaque;
     uint8_t *buf = NULL;
-    if (posix_memalign((void **)&buf, 4096, CONV_CHUNK)) {
+    if (posix_memalign((void **)&buf, 4096, CONV_CHUNK + 2 * s->compress_cs)) {
         pthread_mutex_lock(&s->lock);
         s->err = s->err ? s->err : -ENOMEM;
         pthread_mutex_unlock(&s->lock);
@@ -215,7 +249,8 @@ static void *conv_worker(void *opaque)
             wr = false;
             if (ret == 0) {
                 wr = true;
-                ret = write_sparse(s, seg.dst_off, buf, seg.len);
+                ret = s->compress_cs ? write_compressed(s, seg.dst_off, buf, seg.len)
+                                     : write_sparse(s, seg.dst_off, buf, seg.len);
             }
         }
         pthread_mutex_lock(&s->lock);
@@ -396,13 +431,8 @@ int img_cmd_convert(int argc, char **argv)
         ret = img_error("Unknown file format '%s'", out_fmt);
         goto out;
     }
-    if (compress) {
-        /* qcow2 compressed clusters are read, never written, by this
-         * block layer: say so rather than write uncompressed. */
-        ret = img_error(strcmp(out_fmt, "qcow2")
-                        ? "Compression not supported for this file format"
-                        : "Compressed qcow2 output is not supported (compressed clusters "
-                          "can be read, not written)");
+    if (compress && strcmp(out_fmt, "qcow2")) {
+        ret = img_error("Compression not supported for this file format");
         goto out;
     }
     if (optstr && (!strcmp(optstr, "help") || !strcmp(optstr, "?"))) {
@@ -425,6 +455,11 @@ int img_cmd_convert(int argc, char **argv)
         goto out;
     }
 
+    if (compress && (no_create || backing || nb_src > 1)) {
+        ret = img_error("Compressed output needs a new image without backing file, "
+                        "from one source image");
+        goto out;
+    }
     struct conv_state s = { .nb_src = nb_src, .sparse = sparse, .dst_fd = -1 };
     s.src = calloc((size_t)nb_src, sizeof(*s.src));
     s.src_len = calloc((size_t)nb_src, sizeof(*s.src_len));
@@ -504,6 +539,12 @@ int img_cmd_convert(int argc, char **argv)
             }
         }
         s.offload = s.dst_fd >= 0;
+    }
+    if (compress) {
+        struct bdrv_info di;
+        bdrv_get_info(s.dst, &di);
+        s.compress_cs = di.cluster_size ? di.cluster_size : 65536;
+        s.offload = false;
     }
     s.target_has_backing = backing != NULL;
     /* A new image without backing reads as zeroes everywhere; an existing
