@@ -51,6 +51,11 @@ qemu-img compare top.qcow2 full.qcow2 > /dev/null || fail "-S 0 content"
 qemu-img check -q ov.qcow2 || fail "-B image fails qemu-img check"
 qemu-img compare top.qcow2 ov.qcow2 > /dev/null || fail "-B content"
 qemu-img info ov.qcow2 | grep -q '^backing file: base.qcow2$' || fail "-B backing name"
+# Unaligned raw into qcow2: whole sectors, as qemu-img makes it.
+"$IMG" convert -f raw -O qcow2 odd.raw odd.qcow2
+qemu-img convert -f raw -O qcow2 odd.raw qodd.qcow2
+qemu-img compare odd.qcow2 qodd.qcow2 > /dev/null || fail "unaligned raw -> qcow2"
+"$IMG" info --output=json odd.qcow2 | grep -q '"virtual-size": 3000320' || fail "unaligned qcow2 size"
 # Unaligned raw, several sources, -n into an existing image.
 "$IMG" convert -f raw -O raw odd.raw odd2.raw
 cmp odd.raw odd2.raw || fail "unaligned raw copy"

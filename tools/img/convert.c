@@ -494,7 +494,8 @@ int img_cmd_convert(int argc, char **argv)
             backing_fmt = strdup(bdrv_driver_name(b));
             bdrv_unref(b);
         }
-        co.size = s.total;
+        /* qcow2 sizes are whole sectors: qemu-img rounds up too. */
+        co.size = strcmp(out_fmt, "qcow2") ? s.total : ROUND_UP(s.total, BDRV_SECTOR_SIZE);
         co.backing_file = backing;
         co.backing_format = backing_fmt;
         struct error *err = NULL;

@@ -202,6 +202,10 @@ int img_cmd_create(int argc, char **argv)
         print_formatting(filename, fmt, &co, prealloc);
     }
     struct error *err = NULL;
+    if (!strcmp(fmt, "qcow2")) {
+        /* Whole sectors, as qemu-img (the line above shows the size given). */
+        co.size = ROUND_UP(co.size, BDRV_SECTOR_SIZE);
+    }
     if (bdrv_create(fmt, filename, &co, &err) < 0) {
         ret = img_error("%s", err->msg);
         error_free(err);
