@@ -91,6 +91,14 @@ for args in "" "--output=json" "--backing-chain" "--backing-chain --output=json"
     qemu-img info $args ov.qcow2 > theirs.txt
     diff -u theirs.txt ours.txt || fail "info $args differs"
 done
+# A missing backing file does not stop info (the chain is not opened).
+for args in "" "--output=json"; do
+    # shellcheck disable=SC2086
+    "$IMG" info $args un.qcow2 > ours.txt
+    # shellcheck disable=SC2086
+    qemu-img info $args un.qcow2 > theirs.txt
+    diff -u theirs.txt ours.txt || fail "info $args with a missing backing file differs"
+done
 "$IMG" info --output=json v2.qcow2 > o.json; qemu-img info --output=json v2.qcow2 > t.json
 json_agree o.json t.json
 "$IMG" info --image-opts driver=qcow2,file.filename=ov.qcow2 | grep -q '^backing file: a.qcow2$' \

@@ -165,7 +165,9 @@ int img_cmd_info(int argc, char **argv)
         return img_usage_error("Expecting one image file name");
     }
     const char *filename = argv[optind];
-
+    /* As qemu-img: the backing chain is only opened to be shown, so an
+     * image whose backing file is missing still gets its info. */
+    fl.no_backing = !chain;
     struct bdrv_node *bs = img_open_ex(filename, fmt, &fl);
     if (!bs) {
         return IMG_EXIT_FAIL;
