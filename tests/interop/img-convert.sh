@@ -66,7 +66,7 @@ qemu-io -c 'write -P 0x77 0 20M' pre.qcow2 > /dev/null
 "$IMG" convert -n -O qcow2 top.qcow2 pre.qcow2
 qemu-img compare top.qcow2 pre.qcow2 > /dev/null || fail "-n did not overwrite zeroes"
 qemu-img create -q -f qcow2 z.qcow2 20M
-"$IMG" convert -n --target-is-zero -m 4 -W -t none -T none -O qcow2 top.qcow2 z.qcow2
+"$IMG" convert -n --target-is-zero -m 4 -W -t writethrough -T writeback -O qcow2 top.qcow2 z.qcow2
 qemu-img compare top.qcow2 z.qcow2 > /dev/null || fail "--target-is-zero"
 "$IMG" convert -p -O raw top.qcow2 p.raw > p.out
 [ ! -s p.out ] || fail "-p drew progress without a terminal"

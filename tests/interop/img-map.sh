@@ -54,7 +54,7 @@ echo "Sending 1000 read requests, 4096 bytes each, 1 in parallel (starting at of
 grep -q '^Run completed in [0-9]*\.[0-9][0-9][0-9] seconds\.$' out.txt || fail "bench footer"
 cp h.raw w.raw
 "$IMG" bench -w -c 100 -d 4 -s 64k -S 128k -o 64k --pattern=0x5a --flush-interval=10 \
-    -f raw -t none w.raw > out.txt
+    -f raw -t writethrough w.raw > out.txt
 sed -n 2p out.txt | grep -q '^Sending flush every 10 requests$' || fail "bench flush line"
 qemu-io -f raw -r -c 'read -P 0x5a 64k 64k' -c 'read -P 0 128k 64k' -c 'read -P 0x5a 192k 64k' w.raw \
     | grep -q 'verification failed' && fail "bench -w wrote the wrong places"
