@@ -561,6 +561,35 @@ int qcow2_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
     return ret;
 }
 
+/*
+ * Asynchronous read of a read-only image straight to the file child
+ * (io_uring there): only a request inside one data cluster whose L2 table
+ * is cached. Nothing in a read-only image is ever freed, so no lock has to
+ * be held until completion. Anything else: -ENOTSUP (worker path).
+ */
+int qcow2_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
+{
+    struct qcow2_state *s = bs->opaque;
+    enum qcow2_ctype type;
+    uint64_t l2e, n;
+    if (aio->write || s->writable || aio->offset >= s->size ||
+        lookup_ro_nolock(s, aio->offset, aio->bytes, &type, &l2e, &n) < 0 ||
+        type != QCOW2_C_NORMAL || n != aio->bytes) {
+        return -ENOTSUP;
+    }
+    uint64_t host = (l2e & QCOW2_L2E_OFFSET_MASK) + (aio->offset & s->cluster_mask);
+    if (host + n > s->file_len) {
+        return -ENOTSUP;    /* the synchronous path reports it */
+    }
+    uint64_t offset = aio->offset;
+    aio->offset = host;
+    int ret = bdrv_aio_submit(s->file, aio);
+    if (ret < 0) {
+        aio->offset = offset;
+    }
+    return ret;
+}
+
 static int preadv_nowait_locked(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                                 const struct iovec *iov, int iovcnt)
 {

@@ -757,6 +757,7 @@ const struct bdrv_ops bdrv_qcow2_ops = {
     .close = qcow2_close,
     .preadv = qcow2_co_preadv,
     .preadv_nowait = qcow2_preadv_nowait,
+    .aio_submit = qcow2_aio_submit,
     .pwritev = qcow2_co_pwritev,
     .pwrite_zeroes = qcow2_co_pwrite_zeroes,
     .pdiscard = qcow2_co_pdiscard,

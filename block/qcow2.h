@@ -242,6 +242,7 @@ int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                     const struct iovec *iov, int iovcnt, unsigned flags);
 int qcow2_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                         const struct iovec *iov, int iovcnt);
+int qcow2_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio);
 int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                      const struct iovec *iov, int iovcnt, unsigned flags);
 int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset,
