@@ -2,7 +2,12 @@
  * block/qcow2.h — private to the qcow2 driver: on-disk constants, the
  * per-node state, and the functions the qcow2*.c files share (header and
  * open in qcow2.c, L1/L2 and data in qcow2-cluster.c, refcounts and
- * allocation in qcow2-refcount.c, creation in qcow2-create.c).
+ * allocation in qcow2-refcount.c, creation in qcow2-create.c, the
+ * snapshot=on overlay in qcow2-overlay.c, header rewrites in
+ * qcow2-amend.c, compressed writes in qcow2-compress.c).
+ *
+ * Locking: bs->lock guards all metadata (tables, caches, allocator);
+ * io_lock (see below) keeps clusters alive under unlocked data transfers.
  */
 #ifndef DISKDM_QCOW2_H
 #define DISKDM_QCOW2_H
