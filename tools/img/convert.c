@@ -308,7 +308,9 @@ int img_cmd_convert(int argc, char **argv)
      * as qemu-img convert does. */
     struct img_open_flags tfl = { .read_only = false, .has_cache = true,
                                   .cache = CACHE_UNSAFE };
-    uint64_t sparse = 4096, workers = 8;
+    /* Four requests in flight by default: the copy is bound by the kernel
+     * copying pages, and more threads than that only contend (2 cores). */
+    uint64_t sparse = 4096, workers = 4;
     bool sparse_given = false;
     int c, ret = IMG_EXIT_FAIL;
 
