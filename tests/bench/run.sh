@@ -75,3 +75,8 @@ awk -v b="$blkw" -v p="$pwrite" -v q="$qw" 'BEGIN {
     printf "  backend / pwrite                     = %.2f\n", b / p
     printf "  backend / qemu-img                   = %.1fx\n", b / q
 }'
+
+# The IDE DMA path: 64 KiB READ DMA EXT commands driven in process through
+# the machine's registers vs plain pread of the same page-cached bytes.
+echo "IDE DMA, 64 KiB READ DMA EXT, page-cached raw image"
+"$BUILD/tests/bench/bench-ide-dma" -d "$DIR" | sed 's/^/  /'
