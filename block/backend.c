@@ -46,10 +46,10 @@ struct blk_backend {
     struct blk_req *wait_head, **wait_tail;     /* over max_inflight */
     struct blk_req *held_head, **held_tail;     /* failed under "stop" */
     /* Completed on the loop thread itself (fast-path reads, refusals):
-     * run as one batch from a zero-delay timer, which costs no eventfd
-     * round trip, unlike ev_defer. */
+     * run as one batch at the loop's next iteration through ev_soon,
+     * which costs no allocation, syscall or clock read. */
     struct blk_req *ready_head, **ready_tail;
-    struct ev_timer *ready_timer;
+    struct ev_soon ready_soon;
     /* The batch being completed: shared, not local, so that a callback
      * which drains (and so waits for these) completes them itself. */
     struct blk_req *batch_head;
@@ -60,6 +60,8 @@ struct blk_backend {
     unsigned nfree;
     struct blk_stats stats;
 };
+
+static void run_ready(void *opaque);
 
 /* ------------------------------------------------------------------ */
 /* Life cycle                                                          */
@@ -83,6 +85,7 @@ struct blk_backend *blk_new(struct event_loop *loop, struct bdrv_node *root,
     blk->wait_tail = &blk->wait_head;
     blk->held_tail = &blk->held_head;
     blk->ready_tail = &blk->ready_head;
+    ev_soon_init(&blk->ready_soon, run_ready, blk);
     return blk;
 }
 
@@ -136,8 +139,7 @@ void blk_free(struct blk_backend *blk)
 
 static void blk_destroy(struct blk_backend *blk)
 {
-    ev_timer_cancel(blk->loop, blk->ready_timer);
-    blk->ready_timer = NULL;
+    ev_soon_cancel(blk->loop, &blk->ready_soon);
     /* Requests held by the "stop" policy complete with their error. */
     while (blk->held_head) {
         struct blk_req *req = blk->held_head;
@@ -332,7 +334,6 @@ static void take_ready(struct blk_backend *blk)
 static void run_ready(void *opaque)
 {
     struct blk_backend *blk = opaque;
-    blk->ready_timer = NULL;
     take_ready(blk);
     run_batch(blk);
 }
@@ -344,14 +345,7 @@ static void complete_later(struct blk_req *req)
     *blk->ready_tail = req;
     blk->ready_tail = &req->next;
     req->next = NULL;
-    if (blk->ready_timer) {
-        return;
-    }
-    blk->ready_timer = ev_timer_add(blk->loop, 0, run_ready, blk);
-    if (!blk->ready_timer && ev_defer(blk->loop, run_ready, blk) < 0) {
-        /* Cannot even queue the completion: nothing sane is left. */
-        abort();
-    }
+    ev_soon(blk->loop, &blk->ready_soon);
 }
 
 static void req_aio_done(struct bdrv_aio *aio, int ret)

@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #define EV_BATCH 64     /* epoll events taken per wait */
+/* While ev_soon work is queued the loop skips epoll_wait, except on every
+ * this many iterations, so fds are still served under a stream of it. */
+#define EV_SOON_POLL_EVERY 32
 
 /*
  * A registered fd. epoll's data.ptr points here, so an entry removed while
@@ -67,7 +70,13 @@ struct event_loop {
     pthread_mutex_t defer_lock;         /* guards the three fields below */
     struct defer_vec defer_q;           /* filled by ev_defer */
     struct defer_vec defer_spare;       /* emptied storage kept for reuse */
-    bool wake_pending;                  /* wake_fd written, not yet drained */
+    /* wake_fd written, not yet drained; read without the lock to look
+     * for deferred calls on iterations that skip epoll_wait. */
+    atomic_bool wake_pending;
+
+    struct ev_soon *soon_head, **soon_tail;     /* FIFO of ev_soon */
+    uint64_t soon_gen;                  /* bumped when a batch starts */
+    unsigned soon_skips;                /* epoll_wait calls skipped in a row */
 
     atomic_bool stop;
 };
@@ -104,6 +113,8 @@ struct event_loop *ev_loop_new(struct error **errp)
     }
     pthread_mutex_init(&loop->defer_lock, NULL);
     atomic_init(&loop->stop, false);
+    atomic_init(&loop->wake_pending, false);
+    loop->soon_tail = &loop->soon_head;
     return loop;
 
 out_close_wake:
@@ -339,6 +350,9 @@ void ev_timer_cancel(struct event_loop *loop, struct ev_timer *t)
  */
 static int run_timers(struct event_loop *loop)
 {
+    if (loop->nheap == 0) {
+        return 0;       /* no clock read when no timer is armed */
+    }
     uint64_t now = clock_ns();
     uint64_t seq_limit = loop->timer_seq;
     int ran = 0;
@@ -407,8 +421,8 @@ int ev_defer(struct event_loop *loop, ev_fn *fn, void *opaque)
     }
     q->v[q->n++] = (struct defer_call){ fn, opaque };
     /* One eventfd write per batch: later callers see the wake pending. */
-    bool need_wake = !loop->wake_pending;
-    loop->wake_pending = true;
+    bool need_wake = !atomic_load_explicit(&loop->wake_pending, memory_order_relaxed);
+    atomic_store_explicit(&loop->wake_pending, true, memory_order_relaxed);
     pthread_mutex_unlock(&loop->defer_lock);
     if (need_wake) {
         wake(loop);
@@ -434,7 +448,7 @@ static int run_deferred(struct event_loop *loop)
     loop->defer_q = loop->defer_spare;
     loop->defer_q.n = 0;
     loop->defer_spare = (struct defer_vec){ NULL, 0, 0 };
-    loop->wake_pending = false;
+    atomic_store_explicit(&loop->wake_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&loop->defer_lock);
 
     size_t count = batch.n;
@@ -455,19 +469,83 @@ static int run_deferred(struct event_loop *loop)
 }
 
 /* ------------------------------------------------------------------ */
+/* Work queued on the loop's thread                                    */
+/* ------------------------------------------------------------------ */
+
+void ev_soon_init(struct ev_soon *s, ev_fn *fn, void *opaque)
+{
+    *s = (struct ev_soon){ .fn = fn, .opaque = opaque };
+}
+
+void ev_soon(struct event_loop *loop, struct ev_soon *s)
+{
+    if (s->pprev) {
+        return;
+    }
+    s->gen = loop->soon_gen;
+    s->next = NULL;
+    s->pprev = loop->soon_tail;
+    *loop->soon_tail = s;
+    loop->soon_tail = &s->next;
+}
+
+void ev_soon_cancel(struct event_loop *loop, struct ev_soon *s)
+{
+    if (!s->pprev) {
+        return;
+    }
+    *s->pprev = s->next;
+    if (s->next) {
+        s->next->pprev = s->pprev;
+    } else {
+        loop->soon_tail = s->pprev;
+    }
+    s->next = NULL;
+    s->pprev = NULL;
+}
+
+/*
+ * Run the entries queued before this call. They are taken off the shared
+ * list one at a time (not as a detached batch) so that a nested
+ * ev_run_once, or an ev_soon_cancel from a callback, sees a consistent
+ * list; the generation stamp tells the old entries from new ones.
+ */
+static int run_soon(struct event_loop *loop)
+{
+    uint64_t gen = loop->soon_gen++;
+    int ran = 0;
+    struct ev_soon *s;
+    while ((s = loop->soon_head) && s->gen <= gen) {
+        ev_soon_cancel(loop, s);
+        s->fn(s->opaque);
+        ran++;
+    }
+    return ran;
+}
+
+/* ------------------------------------------------------------------ */
 /* Running                                                             */
 /* ------------------------------------------------------------------ */
 
 int ev_run_once(struct event_loop *loop, int timeout_ms)
 {
     struct epoll_event events[EV_BATCH];
-    int n = epoll_wait(loop->epfd, events, EV_BATCH, wait_timeout(loop, timeout_ms));
-    if (n < 0) {
-        n = 0;      /* EINTR: a signal; timers may still be due */
+    int n = 0;
+    bool wake_seen = false;
+    if (loop->soon_head && ++loop->soon_skips < EV_SOON_POLL_EVERY) {
+        /* Ready work and no sleeping: the fds can wait a few iterations,
+         * calls deferred from other threads need not. */
+        wake_seen = atomic_load_explicit(&loop->wake_pending, memory_order_relaxed);
+    } else {
+        loop->soon_skips = 0;
+        n = epoll_wait(loop->epfd, events, EV_BATCH,
+                       loop->soon_head ? 0 : wait_timeout(loop, timeout_ms));
+        if (n < 0) {
+            n = 0;      /* EINTR: a signal; timers may still be due */
+        }
     }
 
     int ran = 0;
-    bool wake_seen = false;
     loop->depth++;
     for (int i = 0; i < n; i++) {
         struct ev_fd_entry *e = events[i].data.ptr;
@@ -483,6 +561,9 @@ int ev_run_once(struct event_loop *loop, int timeout_ms)
     ran += run_timers(loop);
     if (wake_seen) {
         ran += run_deferred(loop);
+    }
+    if (loop->soon_head) {
+        ran += run_soon(loop);
     }
     if (--loop->depth == 0) {
         free_dead(loop);

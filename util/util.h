@@ -298,8 +298,32 @@ void ev_timer_cancel(struct event_loop *loop, struct ev_timer *t);
  * Returns 0 or -ENOMEM. Calls run in the order they were deferred. */
 int ev_defer(struct event_loop *loop, ev_fn *fn, void *opaque);
 
+/*
+ * Work the loop's own thread queues for the loop's next iteration: no
+ * allocation, no syscall, no clock read (unlike a zero-delay timer or
+ * ev_defer). The caller embeds the struct, sets it up once with
+ * ev_soon_init and keeps it alive while queued. Loop thread only. Entries
+ * run in the order queued; one queued by a running entry waits for the
+ * next iteration. While entries are queued, ev_run_once does not sleep
+ * and looks at the fds only every few iterations (so they cannot starve).
+ */
+struct ev_soon {
+    struct ev_soon *next, **pprev;      /* pprev NULL: not queued */
+    uint64_t gen;                       /* iteration it was queued in */
+    ev_fn *fn;
+    void *opaque;
+};
+void ev_soon_init(struct ev_soon *s, ev_fn *fn, void *opaque);
+void ev_soon(struct event_loop *loop, struct ev_soon *s);  /* no-op if queued */
+void ev_soon_cancel(struct event_loop *loop, struct ev_soon *s);
+static inline bool ev_soon_pending(const struct ev_soon *s)
+{
+    return s->pprev != NULL;
+}
+
 /* Wait up to timeout_ms (-1 = forever, 0 = poll) and dispatch what is
- * ready, deferred calls included. Returns the number of callbacks run. */
+ * ready, deferred calls and ev_soon entries included. Returns the number
+ * of callbacks run. */
 int ev_run_once(struct event_loop *loop, int timeout_ms);
 /* Run until ev_stop. */
 void ev_run(struct event_loop *loop);

@@ -814,6 +814,112 @@ START_TEST(test_pool_with_defer)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Work queued on the loop's thread (ev_soon)                          */
+/* ------------------------------------------------------------------ */
+
+struct soon_ctx {
+    struct event_loop *loop;
+    struct ev_soon soon;
+    int *log, *n;
+    int id;
+    int requeue;                /* times to queue itself again */
+    struct soon_ctx *cancel;    /* cancelled by this callback, if set */
+};
+
+static void soon_cb(void *opaque)
+{
+    struct soon_ctx *c = opaque;
+    c->log[(*c->n)++] = c->id;
+    if (c->cancel) {
+        ev_soon_cancel(c->loop, &c->cancel->soon);
+    }
+    if (c->requeue > 0) {
+        c->requeue--;
+        ev_soon(c->loop, &c->soon);
+    }
+}
+
+START_TEST(test_soon_order_cancel)
+{
+    struct event_loop *loop = new_loop();
+    int log[16], n = 0;
+    struct soon_ctx c[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = (struct soon_ctx){ .loop = loop, .log = log, .n = &n, .id = i };
+        ev_soon_init(&c[i].soon, soon_cb, &c[i]);
+    }
+    c[0].requeue = 1;
+    c[1].cancel = &c[2];
+    ev_soon(loop, &c[0].soon);
+    ev_soon(loop, &c[1].soon);
+    ev_soon(loop, &c[1].soon);      /* already queued: no second run */
+    ev_soon(loop, &c[2].soon);
+    ev_soon(loop, &c[3].soon);
+    ev_soon_cancel(loop, &c[3].soon);
+    ck_assert(!ev_soon_pending(&c[3].soon));
+    ck_assert_int_eq(n, 0);         /* never inside the queuing call */
+
+    /* 2 is cancelled by 1 before its turn; 0's re-queue waits a pass. */
+    ck_assert_int_eq(ev_run_once(loop, -1), 2);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(log[0], 0);
+    ck_assert_int_eq(log[1], 1);
+    ck_assert(ev_soon_pending(&c[0].soon));
+    ck_assert_int_eq(ev_run_once(loop, -1), 1);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(log[2], 0);
+    ck_assert_int_eq(ev_run_once(loop, 0), 0);
+
+    /* Queued then cancelled last: the tail is repaired for the next one. */
+    ev_soon(loop, &c[3].soon);
+    ev_soon_cancel(loop, &c[3].soon);
+    ev_soon(loop, &c[1].soon);
+    c[1].cancel = NULL;
+    ck_assert_int_eq(ev_run_once(loop, -1), 1);
+    ck_assert_int_eq(log[3], 1);
+
+    ev_soon(loop, &c[0].soon);      /* dropped, not run, by ev_loop_free */
+    ev_loop_free(loop);
+    ck_assert_int_eq(n, 4);
+}
+END_TEST
+
+static void deferred_flag(void *opaque)
+{
+    *(int *)opaque = 1;
+}
+
+/* An entry that re-queues itself forever neither starves the fds nor
+ * deferred calls. */
+START_TEST(test_soon_no_starvation)
+{
+    struct event_loop *loop = new_loop();
+    int log[4], n = 0;
+    struct soon_ctx c = { .loop = loop, .log = log, .n = &n, .requeue = 1 << 30 };
+    ev_soon_init(&c.soon, soon_cb, &c);
+    int p[2];
+    make_pipe(p);
+    struct fd_ctx f = { .loop = loop, .fd = p[0] };
+    ck_assert_int_eq(ev_fd_add(loop, p[0], EPOLLIN, fd_cb, &f), 0);
+    ck_assert_int_eq(write(p[1], "x", 1), 1);
+    int deferred = 0;
+    ck_assert_int_eq(ev_defer(loop, deferred_flag, &deferred), 0);
+    ev_soon(loop, &c.soon);
+    for (int i = 0; i < 100 && (!f.calls || !deferred); i++) {
+        n = 0;
+        ev_run_once(loop, -1);
+    }
+    ck_assert_int_eq(f.calls, 1);
+    ck_assert_int_eq(deferred, 1);
+    ev_fd_remove(loop, p[0]);
+    ev_soon_cancel(loop, &c.soon);
+    close(p[0]);
+    close(p[1]);
+    ev_loop_free(loop);
+}
+END_TEST
+
 static Suite *events_suite(void)
 {
     Suite *s = suite_create("util-events");
@@ -837,6 +943,11 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_defer_threads);
     tcase_add_test(tc, test_defer_from_callback);
     tcase_add_test(tc, test_run_stop);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("soon");
+    tcase_add_test(tc, test_soon_order_cancel);
+    tcase_add_test(tc, test_soon_no_starvation);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pool");
