@@ -82,4 +82,28 @@ void qtest_server_free(struct qtest_server *qs);
  * go to out_fd. For unit tests and fuzzing. */
 void qtest_handle_line(struct qtest_server *qs, const char *line);
 
+/*
+ * vhost-user-blk back end (hw/vhost-user-blk.c): the virtio-blk request
+ * path of the PCI device, driven by a vhost-user front end (QEMU's
+ * vhost-user-blk-pci) over a connected Unix socket. One front end at a
+ * time; when it goes away the device forgets it (after the requests in
+ * flight finish) and `on_close` runs, so the caller can accept the next.
+ */
+struct vub;
+typedef void vub_close_fn(void *opaque);
+struct vub_config {
+    struct blk_backend *blk;    /* not owned */
+    const char *serial;         /* GET_ID; NULL = empty */
+    unsigned num_queues;        /* 0 = 1 */
+    vub_close_fn *on_close;
+    void *opaque;
+};
+struct vub *vub_new(struct event_loop *loop, const struct vub_config *cfg,
+                    struct error **errp);
+/* Serve a connected socket (taken over; closed on disconnect or free).
+ * -EBUSY while another front end is connected. */
+int vub_attach(struct vub *v, int fd, struct error **errp);
+bool vub_connected(const struct vub *v);
+void vub_free(struct vub *v);
+
 #endif

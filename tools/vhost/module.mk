@@ -1,0 +1,2 @@
+PROGRAMS += diskdm-vhost
+diskdm-vhost_SRCS := $(sort $(wildcard tools/vhost/*.c))
