@@ -40,6 +40,10 @@ char *trace_hex_encode(const uint8_t *buf, size_t len)
  * payload become '?', masked bits of a value are cleared and noted. */
 char *trace_mask_reply(const struct step *st, const char *reply)
 {
+    if (!reply) {
+        /* The target went away before answering this step. */
+        return trace_xstrdup("(no reply)");
+    }
     if (!st || (!st->nranges && !st->mask_bits)) {
         return trace_xstrdup(reply);
     }
