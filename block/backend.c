@@ -185,11 +185,11 @@ static struct blk_req *req_alloc(struct blk_backend *blk)
     } else if (!(req = malloc(sizeof(*req)))) {
         return NULL;
     }
-    /* Everything but the inline iovec storage starts cleared. */
-    memset(req, 0, offsetof(struct blk_req, iov_inline));
+    /* The fields every request path reads; the callers set the rest, and
+     * aio only when it is used. */
     req->blk = blk;
-    req->cb = NULL;
-    req->opaque = NULL;
+    req->flags = 0;
+    req->iovcnt = 0;
     req->ret = 0;
     req->rejected = false;
     req->next = NULL;
@@ -441,7 +441,7 @@ static int new_rw(struct blk_backend *blk, enum blk_req_type type, uint64_t offs
     if (iovcnt < 0) {
         return -EINVAL;
     }
-    uint64_t bytes = iov_size(iov, iovcnt);
+    uint64_t bytes = iovcnt == 1 ? iov[0].iov_len : iov_size(iov, iovcnt);
     int ret = check_request(blk, offset, bytes);
     if (ret < 0) {
         return ret;
@@ -456,7 +456,11 @@ static int new_rw(struct blk_backend *blk, enum blk_req_type type, uint64_t offs
         req_free(req);
         return -ENOMEM;
     }
-    memcpy(req->iov, iov, iovcnt * sizeof(*iov));
+    if (iovcnt == 1) {
+        req->iov[0] = iov[0];
+    } else {
+        memcpy(req->iov, iov, iovcnt * sizeof(*iov));
+    }
     req->iovcnt = iovcnt;
     req->type = type;
     req->offset = offset;

@@ -57,6 +57,12 @@ static int check_range(struct bdrv_node *bs, uint64_t offset, uint64_t bytes)
     return 0;
 }
 
+/* iov_size without the loop for the common single buffer. */
+static inline uint64_t iov_bytes(const struct iovec *iov, int iovcnt)
+{
+    return iovcnt == 1 ? iov[0].iov_len : iov_size(iov, iovcnt);
+}
+
 static bool is_aligned(uint64_t v, uint32_t al)
 {
     return (v & (al - 1)) == 0;
@@ -174,7 +180,7 @@ static int bounce_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
 int bdrv_preadv(struct bdrv_node *bs, uint64_t offset,
                 const struct iovec *iov, int iovcnt)
 {
-    uint64_t bytes = iov_size(iov, iovcnt);
+    uint64_t bytes = iov_bytes(iov, iovcnt);
     int ret = check_range(bs, offset, bytes);
     if (ret < 0) {
         return ret;
@@ -203,7 +209,7 @@ int bdrv_preadv_nowait(struct bdrv_node *bs, uint64_t offset,
     if (!bs || !bs->drv || !bs->drv->preadv_nowait || !bs->drv->thread_safe) {
         return -EAGAIN;
     }
-    uint64_t bytes = iov_size(iov, iovcnt);
+    uint64_t bytes = iov_bytes(iov, iovcnt);
     int ret = check_range(bs, offset, bytes);
     if (ret < 0) {
         return ret;
@@ -295,7 +301,7 @@ static int do_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset,
 int bdrv_pwritev(struct bdrv_node *bs, uint64_t offset,
                  const struct iovec *iov, int iovcnt, unsigned flags)
 {
-    uint64_t bytes = iov_size(iov, iovcnt);
+    uint64_t bytes = iov_bytes(iov, iovcnt);
     if (!bs || !bs->drv) {
         return -ENOMEDIUM;
     }
