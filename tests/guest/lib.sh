@@ -4,14 +4,16 @@
 # vhost-user. Gives: guest_prepare, vhost_start, guest_start, guest_wait,
 # guest_send, guest_val, guest_stop, vhost_ctl.
 need qemu-system-x86_64 qemu-img sha256sum
+# The kernel is fetched once per tree (scripts/deps.sh), whatever $BUILD.
+KERNEL_DIR=$SRCDIR/build/guest/kernel
 GUEST_DIR=$BUILD/guest
 VHOST=$BUILD/diskdm-vhost
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-180}     # seconds; TCG on a loaded machine
 
 guest_prepare() {
-    sh "$SRCDIR/tests/guest/fetch-kernel.sh" "$GUEST_DIR/kernel" ||
+    sh "$SRCDIR/tests/guest/fetch-kernel.sh" "$KERNEL_DIR" ||
         fail "guest kernel missing (scripts/deps.sh fetches it)"
-    sh "$SRCDIR/tests/guest/build-initramfs.sh" "$GUEST_DIR/kernel" \
+    sh "$SRCDIR/tests/guest/build-initramfs.sh" "$KERNEL_DIR" \
         "$GUEST_DIR/initramfs.gz" || fail "building the initramfs"
 }
 
@@ -42,7 +44,7 @@ guest_start() {
     rm -f "$T/in" "$T/serial"
     mkfifo "$T/in"
     qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
-        -kernel "$GUEST_DIR/kernel/vmlinuz" -initrd "$GUEST_DIR/initramfs.gz" \
+        -kernel "$KERNEL_DIR/vmlinuz" -initrd "$GUEST_DIR/initramfs.gz" \
         -append "console=ttyS0 panic=-1 quiet diskdm.test=$1" \
         -object memory-backend-memfd,id=mem,size=512M,share=on \
         -numa node,memdev=mem -chardev socket,id=c,path="$T/vu.sock" \
