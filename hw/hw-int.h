@@ -60,6 +60,19 @@ int machine_dma_write(struct machine *m, uint64_t addr, const void *buf,
  * else NULL. For zero-copy iovecs; valid while the machine lives. */
 void *machine_ram_ptr(struct machine *m, uint64_t addr, size_t len);
 
+/*
+ * The BIOS window 0xc0000-0xfffff, as the i440FX's PAM registers map it:
+ * segment 0 is 0xf0000-0xfffff, segments 1-12 the 16 KiB pieces from
+ * 0xc0000. Per segment, MACHINE_PAM_READ makes reads see RAM and
+ * MACHINE_PAM_WRITE lets writes reach it; otherwise the access goes to
+ * the ROM, which reads zero and drops writes (guest and DMA alike). At
+ * power-on every segment is ROM. Set by hw/piix.c.
+ */
+#define MACHINE_PAM_SEGMENTS    13
+#define MACHINE_PAM_READ        1u
+#define MACHINE_PAM_WRITE       2u
+void machine_set_pam(struct machine *m, unsigned seg, unsigned mode);
+
 struct event_loop *machine_event_loop(struct machine *m);
 /* The machine's PCI bus 0 (for devices such as virtio-blk to register). */
 struct pci_bus *machine_pci_bus(struct machine *m);

@@ -44,8 +44,12 @@ void machine_pio_write(struct machine *m, uint16_t port, unsigned size,
 /*
  * Guest-physical memory: RAM, MMIO (PCI BARs, MSI window) and unassigned
  * space (reads zero, as QEMU's unassigned memory does; writes dropped).
- * Little endian. Returns 0, or -EFAULT only for accesses that wrap the
- * address space.
+ * The BIOS window 0xc0000-0xfffff is ROM until the guest maps RAM there
+ * with the i440FX's PAM registers, as on QEMU's pc: writes are dropped
+ * and reads return zero. QEMU shows its SeaBIOS image at 0xe0000-0xfffff
+ * and 0xfffc0000-0xffffffff; diskdm has none and reads zero (traces mask
+ * those bytes). Little endian. Returns 0, or -EFAULT only for accesses
+ * that wrap the address space.
  */
 int machine_mem_read(struct machine *m, uint64_t addr, void *buf, size_t len);
 int machine_mem_write(struct machine *m, uint64_t addr, const void *buf,

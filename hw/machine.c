@@ -19,6 +19,10 @@
 #define MSI_WINDOW_BASE     0xfee00000ull
 #define MSI_WINDOW_SIZE     0x100000ull
 #define NUM_GSI             24
+/* The BIOS/option-ROM window, cut into the i440FX's PAM segments. */
+#define PAM_BASE            0xc0000ull
+#define PAM_END             0x100000ull
+#define PAM_SEG16_END       0xf0000ull      /* 16 KiB segments below, one of 64 KiB above */
 #define MAX_REGIONS         128
 #define MAX_DRIVES          32
 
@@ -36,6 +40,7 @@ struct machine {
     uint64_t ram_size;
     uint64_t lowmem;                /* RAM at [0, lowmem) */
     uint64_t highmem;               /* RAM at [4G, 4G + highmem) */
+    uint8_t pam[MACHINE_PAM_SEGMENTS];  /* MACHINE_PAM_* bits per segment */
 
     struct io_region *regions[MAX_REGIONS];
     unsigned nregions;
@@ -185,11 +190,37 @@ void machine_pio_write(struct machine *m, uint16_t port, unsigned size,
 /* Guest memory                                                        */
 /* ------------------------------------------------------------------ */
 
-/* Host pointer and contiguous length for RAM at addr, or NULL. */
-static uint8_t *ram_at(struct machine *m, uint64_t addr, uint64_t *avail)
+/* The PAM segment holding addr (in the window) and where it ends. */
+static unsigned pam_segment(uint64_t addr, uint64_t *end)
 {
+    if (addr >= PAM_SEG16_END) {
+        *end = PAM_END;
+        return 0;
+    }
+    unsigned i = (addr - PAM_BASE) / 0x4000;
+    *end = PAM_BASE + (i + 1) * 0x4000ull;
+    return i + 1;
+}
+
+/*
+ * Host pointer and contiguous length for RAM at addr, or NULL. `access`
+ * (MACHINE_PAM_READ and/or MACHINE_PAM_WRITE) says how the caller will
+ * use it: in the BIOS window RAM shows only where the PAM registers let
+ * it, elsewhere the window is ROM (reads zero, writes dropped).
+ */
+static uint8_t *ram_at(struct machine *m, uint64_t addr, uint64_t *avail,
+                       unsigned access)
+{
+    if (addr >= PAM_BASE && addr < PAM_END && addr < m->lowmem) {
+        uint64_t end;
+        unsigned seg = pam_segment(addr, &end);
+        if ((m->pam[seg] & access) != access)
+            return NULL;
+        *avail = MIN(end, m->lowmem) - addr;
+        return m->ram + addr;
+    }
     if (addr < m->lowmem) {
-        *avail = m->lowmem - addr;
+        *avail = (addr < PAM_BASE ? MIN(PAM_BASE, m->lowmem) : m->lowmem) - addr;
         return m->ram + addr;
     }
     if (addr >= HIGHMEM_BASE && addr - HIGHMEM_BASE < m->highmem) {
@@ -199,8 +230,14 @@ static uint8_t *ram_at(struct machine *m, uint64_t addr, uint64_t *avail)
     return NULL;
 }
 
+/* Where the unassigned (or ROM) run at addr ends at the latest. */
 static uint64_t next_ram_start(struct machine *m, uint64_t addr)
 {
+    if (addr >= PAM_BASE && addr < PAM_END && addr < m->lowmem) {
+        uint64_t end;
+        pam_segment(addr, &end);
+        return MIN(end, m->lowmem);
+    }
     if (m->highmem && addr < HIGHMEM_BASE)
         return HIGHMEM_BASE;
     return UINT64_MAX;
@@ -226,7 +263,8 @@ static int mem_access(struct machine *m, uint64_t addr, uint8_t *buf,
         return -EFAULT;
     while (len) {
         uint64_t avail = 0;
-        uint8_t *p = ram_at(m, addr, &avail);
+        uint8_t *p = ram_at(m, addr, &avail,
+                            is_write ? MACHINE_PAM_WRITE : MACHINE_PAM_READ);
         size_t n;
 
         if (p) {
@@ -277,24 +315,31 @@ int machine_mem_write(struct machine *m, uint64_t addr, const void *buf,
 
 void *machine_ram_ptr(struct machine *m, uint64_t addr, size_t len)
 {
-    uint64_t avail;
-    uint8_t *p = ram_at(m, addr, &avail);
+    const unsigned access = MACHINE_PAM_READ | MACHINE_PAM_WRITE;
+    uint64_t avail, done;
+    uint8_t *p = ram_at(m, addr, &avail, access);
 
-    if (!p || avail < len)
+    if (!p)
         return NULL;
+    /* RAM pieces split at the BIOS window still lie end to end in ram[]. */
+    for (done = avail; done < len; done += avail) {
+        if (ram_at(m, addr + done, &avail, access) != p + done)
+            return NULL;
+    }
     return p;
 }
 
 int machine_dma_read(struct machine *m, uint64_t addr, void *buf, size_t len)
 {
     uint8_t *out = buf;
+    const unsigned access = MACHINE_PAM_READ;
 
     if (len && addr + len - 1 < addr)
         return -EFAULT;
     /* Check first so that a fault copies nothing. */
     for (uint64_t a = addr, left = len; left;) {
         uint64_t avail = 0;
-        if (!ram_at(m, a, &avail))
+        if (!ram_at(m, a, &avail, access))
             return -EFAULT;
         uint64_t n = MIN(left, avail);
         a += n;
@@ -302,7 +347,7 @@ int machine_dma_read(struct machine *m, uint64_t addr, void *buf, size_t len)
     }
     while (len) {
         uint64_t avail = 0;
-        uint8_t *p = ram_at(m, addr, &avail);
+        uint8_t *p = ram_at(m, addr, &avail, access);
         size_t n = MIN(len, avail);
         memcpy(out, p, n);
         out += n;
@@ -316,12 +361,13 @@ int machine_dma_write(struct machine *m, uint64_t addr, const void *buf,
                       size_t len)
 {
     const uint8_t *in = buf;
+    const unsigned access = MACHINE_PAM_WRITE;
 
     if (len && addr + len - 1 < addr)
         return -EFAULT;
     for (uint64_t a = addr, left = len; left;) {
         uint64_t avail = 0;
-        if (!ram_at(m, a, &avail))
+        if (!ram_at(m, a, &avail, access))
             return -EFAULT;
         uint64_t n = MIN(left, avail);
         a += n;
@@ -329,7 +375,7 @@ int machine_dma_write(struct machine *m, uint64_t addr, const void *buf,
     }
     while (len) {
         uint64_t avail = 0;
-        uint8_t *p = ram_at(m, addr, &avail);
+        uint8_t *p = ram_at(m, addr, &avail, access);
         size_t n = MIN(len, avail);
         memcpy(p, in, n);
         in += n;
@@ -337,6 +383,12 @@ int machine_dma_write(struct machine *m, uint64_t addr, const void *buf,
         len -= n;
     }
     return 0;
+}
+
+void machine_set_pam(struct machine *m, unsigned seg, unsigned mode)
+{
+    if (seg < MACHINE_PAM_SEGMENTS)
+        m->pam[seg] = mode & (MACHINE_PAM_READ | MACHINE_PAM_WRITE);
 }
 
 uint64_t machine_ram_size(const struct machine *m)

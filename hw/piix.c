@@ -1,13 +1,16 @@
 /*
- * hw/piix.c — the i440FX host bridge (00:00.0) and the PIIX3 PCI-to-ISA
- * bridge (00:01.0), whose PIRQRC registers (0x60-0x63) route PCI INTx to
- * ISA IRQs, i.e. IOAPIC GSIs 0-15. Power-on bytes are QEMU 7.2's.
+ * hw/piix.c — the i440FX host bridge (00:00.0), whose PAM registers
+ * (0x59-0x5f) decide where the BIOS window shows RAM, and the PIIX3
+ * PCI-to-ISA bridge (00:01.0), whose PIRQRC registers (0x60-0x63) route
+ * PCI INTx to ISA IRQs, i.e. IOAPIC GSIs 0-15. Power-on bytes are QEMU 7.2's.
  */
 #include "hw/hw-int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#define I440FX_PAM          0x59    /* PAM0-6: 0x59 high nibble, then two per byte */
+#define I440FX_PAM_END      0x60
 #define PIIX_PIRQRC         0x60
 #define PIIX_NUM_PIRQ       4
 #define PIRQ_DISABLED       0x80
@@ -49,6 +52,53 @@ static void piix_route_intx(void *opaque, struct pci_device *d, int pin,
     piix_update_irqs(c);
 }
 
+/*
+ * Machine access bits for a PAM nibble. Bit 0 (RE) maps reads to RAM, bit 1
+ * (WE) writes. With RE alone a real chipset drops writes, but QEMU 7.2
+ * enforces that read-only mapping for its CPU only: qtest writes and DMA
+ * reach the RAM (observed). diskdm has no CPU, so RE means RAM both ways.
+ */
+static unsigned pam_access(unsigned nibble)
+{
+    if (nibble & 1)
+        return MACHINE_PAM_READ | MACHINE_PAM_WRITE;
+    return nibble & 2 ? MACHINE_PAM_WRITE : 0;
+}
+
+/*
+ * The i440FX's PAM registers map the BIOS window (0xc0000-0xfffff) to RAM
+ * or to the ROM per segment: 0x59 bits 5:4 hold 0xf0000-0xfffff, then
+ * 0x5a low nibble 0xc0000, 0x5a high nibble 0xc4000, and so on up to
+ * 0x5f's high nibble (0xec000).
+ */
+static void host_update_pam(struct piix_chipset *c)
+{
+    const uint8_t *cfg = c->host.config;
+
+    machine_set_pam(c->m, 0, pam_access((cfg[I440FX_PAM] >> 4) & 3));
+    for (unsigned seg = 1; seg < MACHINE_PAM_SEGMENTS; seg++) {
+        uint8_t b = cfg[I440FX_PAM + 1 + (seg - 1) / 2];
+        machine_set_pam(c->m, seg, pam_access((seg & 1 ? b : b >> 4) & 3));
+    }
+}
+
+static void host_config_written(struct pci_device *d, uint32_t addr,
+                                unsigned len)
+{
+    if (addr < I440FX_PAM_END && addr + len > I440FX_PAM)
+        host_update_pam(d->opaque);
+}
+
+static void host_reset(struct pci_device *d)
+{
+    host_update_pam(d->opaque);
+}
+
+static const struct pci_device_ops host_ops = {
+    .config_written = host_config_written,
+    .reset = host_reset,
+};
+
 static void isa_config_written(struct pci_device *d, uint32_t addr, unsigned len)
 {
     if (addr < PIIX_PIRQRC + PIIX_NUM_PIRQ && addr + len > PIIX_PIRQRC)
@@ -77,10 +127,11 @@ struct piix_chipset *piix_chipset_new(struct machine *m, struct pci_bus *bus)
         machine_irq_line_init(m, &c->isa_irq[i], i);
 
     pci_device_init(&c->host, bus, PCI_DEVFN(0, 0), 0x8086, 0x1237,
-                    0x06000002, NULL, c);
+                    0x06000002, &host_ops, c);
     c->host.config[0x57] = 0x10;        /* DRAMC */
     c->host.config[0x72] = 0x02;        /* SMRAM */
     pci_device_realize(&c->host);
+    host_update_pam(c);
 
     pci_device_init(&c->isa, bus, PCI_DEVFN(1, 0), 0x8086, 0x7000,
                     0x06010000, &isa_ops, c);

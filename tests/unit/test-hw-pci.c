@@ -174,6 +174,56 @@ START_TEST(unassigned_and_ram)
 }
 END_TEST
 
+/* The BIOS window is ROM until the i440FX's PAM registers map RAM there;
+ * DMA helpers see the same mapping (ROM: -EFAULT, so nothing lands). */
+START_TEST(bios_window_pam)
+{
+    uint32_t v = 0x11223344, r = 0xdeadbeef;
+    uint8_t buf[8];
+
+    machine_mem_write(T.m, 0xc0000, &v, 4);
+    machine_mem_read(T.m, 0xc0000, &r, 4);
+    ck_assert_uint_eq(r, 0);
+    machine_mem_write(T.m, 0xbfffe, &v, 4);     /* straddles RAM and ROM */
+    machine_mem_read(T.m, 0xbfffe, &r, 4);
+    ck_assert_uint_eq(r, 0x3344);
+    ck_assert_int_eq(machine_dma_write(T.m, 0xffff8, buf, 8), -EFAULT);
+    ck_assert_int_eq(machine_dma_read(T.m, 0xf0000, buf, 8), -EFAULT);
+    ck_assert_ptr_null(machine_ram_ptr(T.m, 0xbf000, 0x2000));
+    ck_assert_ptr_nonnull(machine_ram_ptr(T.m, 0xbf000, 0x1000));
+
+    /* 0x5a low nibble = 0xc0000-0xc3fff: RE (RAM both ways, as QEMU's
+     * qtest and DMA see it), high nibble 0xc4000: WE only. */
+    hwt_cfg_write(&T, 0, 0, 0x5a, 1, 0x21);
+    machine_mem_write(T.m, 0xc0000, &v, 4);
+    machine_mem_read(T.m, 0xc0000, &r, 4);
+    ck_assert_uint_eq(r, v);
+    machine_mem_write(T.m, 0xc4000, &v, 4);
+    machine_mem_read(T.m, 0xc4000, &r, 4);
+    ck_assert_uint_eq(r, 0);
+    ck_assert_int_eq(machine_dma_write(T.m, 0xc4000, &v, 4), 0);
+    ck_assert_int_eq(machine_dma_read(T.m, 0xc4000, buf, 4), -EFAULT);
+    ck_assert_ptr_null(machine_ram_ptr(T.m, 0xc3000, 0x2000));
+    ck_assert_ptr_nonnull(machine_ram_ptr(T.m, 0xbf000, 0x5000));
+    hwt_cfg_write(&T, 0, 0, 0x5a, 1, 0x33);
+    machine_mem_read(T.m, 0xc4000, &r, 4);
+    ck_assert_uint_eq(r, v);                    /* the WE-only write landed */
+    ck_assert_ptr_nonnull(machine_ram_ptr(T.m, 0xbf000, 0x9000));
+
+    /* System reset puts the ROM back; the RAM keeps its bytes. */
+    machine_reset(T.m);
+    ck_assert_uint_eq(hwt_cfg_read(&T, 0, 0, 0x58, 4), 0);
+    machine_mem_read(T.m, 0xc0000, &r, 4);
+    ck_assert_uint_eq(r, 0);
+    hwt_cfg_write(&T, 0, 0, 0x5a, 1, 0x03);
+    machine_mem_read(T.m, 0xc0000, &r, 4);
+    ck_assert_uint_eq(r, v);
+    /* 0x59 bits 5:4: 0xf0000-0xfffff */
+    hwt_cfg_write(&T, 0, 0, 0x59, 1, 0x30);
+    ck_assert_int_eq(machine_dma_write(T.m, 0xffff8, buf, 8), 0);
+}
+END_TEST
+
 START_TEST(ram_config)
 {
     struct error *err = NULL;
@@ -336,6 +386,7 @@ static Suite *suite(void)
     tcase_add_test(tc, bar_sizing_and_mapping);
     tcase_add_test(tc, unassigned_and_ram);
     tcase_add_test(tc, ram_config);
+    tcase_add_test(tc, bios_window_pam);
     tcase_add_test(tc, device_api);
     suite_add_tcase(s, tc);
     return s;
