@@ -381,6 +381,12 @@ static void start_req(struct blk_req *req)
             goto defer;
         }
     }
+    if (blk->cfg.may_block) {
+        /* Blocking is allowed: no worker or kernel thread to hand off to
+         * and wake up from, which costs more than a page-cached write. */
+        req->ret = req_work(req);
+        goto defer;
+    }
     if ((req->type == REQ_READ || req->type == REQ_WRITE) && !req->flags) {
         /* Straight to the kernel (io_uring) where the node allows it. */
         req->aio = (struct bdrv_aio){

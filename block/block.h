@@ -305,6 +305,12 @@ struct blk_dev_ops {
 struct blk_config {
     enum error_action werror, rerror;
     unsigned max_inflight;      /* 0 = no limit */
+    /* The caller lets requests block the loop thread (a tool with nothing
+     * else to serve, e.g. a benchmark): requests the page cache cannot
+     * answer at once run synchronously on the loop thread instead of on a
+     * worker or io_uring, which saves the hand-off. Completion still comes
+     * from the loop, never inside the submitting call. */
+    bool may_block;
 };
 
 /* Takes a reference to `root` (which may be NULL: an empty drive). */

@@ -4,9 +4,11 @@
  * on the event loop) or with plain pread on the same file (the ceiling).
  * Prints one line: "MODE OPS SECONDS IOPS". -S goes sequentially (what
  * qemu-img bench does) instead of to random offsets; -w writes (pwrite for
- * the ceiling) instead of reading.
+ * the ceiling) instead of reading; -B lets the backend block the loop
+ * (blk_config.may_block, as a tool may).
  *
- * Usage: bench-blk [-m blk|pread] [-S] [-w] [-c COUNT] [-s SIZE] [-t CACHE] FILE
+ * Usage: bench-blk [-m blk|pread] [-S] [-w] [-B] [-c COUNT] [-s SIZE] [-t CACHE]
+ *                  [-a auto|threads|io_uring] FILE
  */
 #include "block/block.h"
 
@@ -43,8 +45,8 @@ static void qd1_done(void *opaque, int ret)
     q->ret = ret;
 }
 
-static int run_blk(const char *file, const char *cache, uint64_t count, size_t size,
-                   uint64_t nblocks, bool sequential, bool write)
+static int run_blk(const char *file, const char *cache, const char *aio, uint64_t count, size_t size,
+                   uint64_t nblocks, bool sequential, bool write, bool may_block)
 {
     struct error *err = NULL;
     struct event_loop *loop = ev_loop_new(&err);
@@ -53,8 +55,8 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
         return 1;
     }
     char *s = NULL;
-    if (asprintf(&s, "driver=raw,file.filename=%s,read-only=%s,cache=%s", file,
-                 write ? "off" : "on", cache) < 0) {
+    if (asprintf(&s, "driver=raw,file.filename=%s,read-only=%s,cache=%s,aio=%s",
+                 file, write ? "off" : "on", cache, aio) < 0) {
         return 1;
     }
     struct bdrv_open_opts o;
@@ -62,7 +64,8 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
         error_report_err(err);
         return 1;
     }
-    struct blk_backend *blk = blk_open(loop, &o, NULL, &err);
+    struct blk_config cfg = { .may_block = may_block };
+    struct blk_backend *blk = blk_open(loop, &o, &cfg, &err);
     bdrv_open_opts_free(&o);
     free(s);
     if (!blk) {
@@ -95,8 +98,8 @@ static int run_blk(const char *file, const char *cache, uint64_t count, size_t s
         }
     }
     double secs = (clock_ns() - t0) / 1e9;
-    printf("blk%s%s %" PRIu64 " %.3f %.0f\n", write ? "-write" : "", sequential ? "-seq" : "",
-           count, secs, count / secs);
+    printf("blk%s%s%s %" PRIu64 " %.3f %.0f\n", write ? "-write" : "",
+           sequential ? "-seq" : "", may_block ? "-block" : "", count, secs, count / secs);
     blk_free(blk);
     ev_loop_free(loop);
     free(buf);
@@ -135,16 +138,19 @@ static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nbl
 
 int main(int argc, char **argv)
 {
-    const char *mode = "blk", *cache = "writeback";
+    const char *mode = "blk", *cache = "writeback", *aio = "auto";
     uint64_t count = 100000;
     uint64_t size = 4096;
-    bool sequential = false, write = false;
+    bool sequential = false, write = false, may_block = false;
     int c;
     log_init("bench-blk", LOG_WARN);
-    while ((c = getopt(argc, argv, "m:c:s:t:Sw")) != -1) {
+    while ((c = getopt(argc, argv, "m:c:s:t:a:SwB")) != -1) {
         switch (c) {
         case 'w':
             write = true;
+            break;
+        case 'B':
+            may_block = true;
             break;
         case 'S':
             sequential = true;
@@ -167,12 +173,15 @@ int main(int argc, char **argv)
         case 't':
             cache = optarg;
             break;
+        case 'a':
+            aio = optarg;
+            break;
         default:
             return 2;
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: bench-blk [-m blk|pread] [-S] [-w] [-c COUNT] [-s SIZE] [-t CACHE] FILE\n");
+        fprintf(stderr, "usage: bench-blk [-m blk|pread] [-S] [-w] [-B] [-c COUNT] [-s SIZE] [-t CACHE] [-a AIO] FILE\n");
         return 2;
     }
     const char *file = argv[optind];
@@ -189,7 +198,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!strcmp(mode, "blk")) {
-        return run_blk(file, cache, count, size, nblocks, sequential, write);
+        return run_blk(file, cache, aio, count, size, nblocks, sequential, write, may_block);
     }
     if (!strcmp(mode, "pread")) {
         return run_pread(file, count, size, nblocks, sequential, write);

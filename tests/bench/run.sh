@@ -3,7 +3,9 @@
 # 4K queue-depth-1 reads on a page-cached 1 GiB raw file, through the block
 # backend's async API vs plain pread (the ceiling) vs `qemu-img bench -d 1
 # -s 4096 -t writeback -f raw` (sequential: it has no random mode); then
-# the same for 4K QD1 writes. Each figure is the best of BENCH_REPS runs,
+# the same for 4K QD1 writes, also with blk_config.may_block (the loop may
+# block, as a tool like diskdm-img bench allows: writes run inline instead
+# of on io_uring or a worker). Each figure is the best of BENCH_REPS runs,
 # interleaved, because the machine is shared and noisy; compare ratios.
 #
 # Usage: tests/bench/run.sh     (env: BUILD, BENCH_OPS, QEMU_OPS,
@@ -43,7 +45,7 @@ qemu() {   # ops, then qemu-img bench arguments
 }
 best() { [ "$1" -gt "$2" ] && echo "$1" || echo "$2"; }
 
-pread=0; blk=0; blkseq=0; qr=0; pwrite=0; blkw=0; qw=0
+pread=0; blk=0; blkseq=0; qr=0; pwrite=0; blkw=0; qw=0; blkwb=0
 i=0
 while [ $i -lt "$REPS" ]; do
     pread=$(best "$pread" "$(ours -m pread -c "$OPS" "$IMG")")
@@ -52,6 +54,7 @@ while [ $i -lt "$REPS" ]; do
     qr=$(best "$qr" "$(qemu "$QOPS" "$IMG")")
     pwrite=$(best "$pwrite" "$(ours -m pread -w -c "$WOPS" "$WIMG")")
     blkw=$(best "$blkw" "$(ours -m blk -w -c "$WOPS" "$WIMG")")
+    blkwb=$(best "$blkwb" "$(ours -m blk -w -B -c "$WOPS" "$WIMG")")
     qw=$(best "$qw" "$(qemu "$WOPS" -w "$WIMG")")
     i=$((i + 1))
 done
@@ -70,10 +73,13 @@ awk -v b="$blk" -v s="$blkseq" -v p="$pread" -v q="$qr" 'BEGIN {
 echo "4K QD1 writes, page-cached 1 GiB raw file, cache=writeback (best of $REPS)"
 printf '  %-36s %10s IOPS\n' "plain pwrite (random, ceiling)" "$pwrite"
 printf '  %-36s %10s IOPS\n' "diskdm backend aio (random)" "$blkw"
+printf '  %-36s %10s IOPS\n' "diskdm backend, may_block (random)" "$blkwb"
 printf '  %-36s %10s IOPS\n' "qemu-img bench -w (sequential)" "$qw"
-awk -v b="$blkw" -v p="$pwrite" -v q="$qw" 'BEGIN {
+awk -v b="$blkw" -v bb="$blkwb" -v p="$pwrite" -v q="$qw" 'BEGIN {
     printf "  backend / pwrite                     = %.2f\n", b / p
     printf "  backend / qemu-img                   = %.1fx\n", b / q
+    printf "  backend may_block / pwrite           = %.2f\n", bb / p
+    printf "  backend may_block / qemu-img         = %.1fx\n", bb / q
 }'
 
 # The IDE DMA path: 64 KiB READ DMA EXT commands driven in process through
