@@ -145,7 +145,16 @@ static int open_drive(struct vhost_main *vm, const char *drive,
     struct blk_config bcfg;
     int ret;
 
-    ret = disk_spec_parse_drive(drive, spec, errp);
+    char *str = NULL;
+
+    /* A virtio drive (num-queues applies); the user's keys come after. */
+    bool has_if = !strncmp(drive, "if=", 3) || strstr(drive, ",if=");
+    if (asprintf(&str, "%s%s", has_if ? "" : "if=virtio,", drive) < 0) {
+        error_setg_errno(errp, ENOMEM, "--drive");
+        return -ENOMEM;
+    }
+    ret = disk_spec_parse_drive(str, spec, errp);
+    free(str);
     if (ret < 0)
         return ret;
     if (!spec->file || !*spec->file) {
@@ -213,7 +222,7 @@ int main(int argc, char **argv)
     if (!vm.loop)
         goto out_err;
     if (open_drive(&vm, drive, &spec, &err) < 0) {
-        error_prepend(&err, "--drive %s: ", drive);
+        error_prepend(&err, "--drive %s", drive);
         goto out_free_loop;
     }
     vm.vub = vub_new(vm.loop, &(struct vub_config){
@@ -222,13 +231,17 @@ int main(int argc, char **argv)
     if (!vm.vub)
         goto out_free_blk;
     vm.listen_fd = listen_unix(vm.socket_path, &err);
-    if (vm.listen_fd < 0)
+    if (vm.listen_fd < 0) {
+        error_prepend(&err, "--socket");
         goto out_free_vub;
+    }
     ev_fd_add(vm.loop, vm.listen_fd, EPOLLIN, accept_front_end, &vm);
     if (vm.control_path) {
         vm.control_fd = listen_unix(vm.control_path, &err);
-        if (vm.control_fd < 0)
+        if (vm.control_fd < 0) {
+            error_prepend(&err, "--control");
             goto out_close_listen;
+        }
         ev_fd_add(vm.loop, vm.control_fd, EPOLLIN, accept_control, &vm);
     }
     /* SIGINT/SIGTERM end the loop (and tidy up) through a signalfd. */
