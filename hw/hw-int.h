@@ -96,6 +96,11 @@ struct irq_line {
 void machine_irq_line_init(struct machine *m, struct irq_line *l, int gsi);
 void machine_irq_line_destroy(struct irq_line *l);
 void irq_line_set(struct irq_line *l, bool level);
+/* Like irq_line_set, but the observer hears of it even when the level
+ * does not change: for devices whose QEMU model sets its pin on every
+ * event (the IDE channel lowers INTRQ on every command write), which
+ * QEMU's qtest reports once set_irq_in has moved the pin meanwhile. */
+void irq_line_drive(struct irq_line *l, bool level);
 /* Move a line to another GSI (PIRQ routing), keeping its level. */
 void irq_line_connect(struct irq_line *l, int gsi);
 

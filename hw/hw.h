@@ -58,8 +58,10 @@ uint64_t machine_ram_size(const struct machine *m);
 
 /*
  * IRQ observation for the transport: called whenever an IOAPIC input
- * (GSI) changes level, and for MSI messages (gsi = -1, with the address
- * and data written by the device).
+ * (GSI) changes level, sometimes also with the level it already had (a
+ * device setting its pin again, as QEMU's do: observers counting edges
+ * compare with the previous level), and for MSI messages (gsi = -1, with
+ * the address and data written by the device).
  */
 typedef void machine_irq_fn(void *opaque, int gsi, bool level);
 typedef void machine_msi_fn(void *opaque, uint64_t addr, uint32_t data);

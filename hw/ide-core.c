@@ -40,18 +40,19 @@ static bool reads_absent(struct ide_bus *bus, struct ide_drive *s)
 /* Interrupts                                                          */
 /* ------------------------------------------------------------------ */
 
+/* The pin is set on every event, as QEMU's IDE does (see irq_line_drive). */
 void ide_set_irq(struct ide_bus *bus)
 {
     if (bus->cmd & IDE_CTRL_DISABLE_IRQ)
         return;
     /* The PIIX latches every interrupt in the bus-master status. */
     bus->bm.status |= BM_STATUS_INT;
-    irq_line_set(&bus->irq, true);
+    irq_line_drive(&bus->irq, true);
 }
 
 static void ide_lower_irq(struct ide_bus *bus)
 {
-    irq_line_set(&bus->irq, false);
+    irq_line_drive(&bus->irq, false);
 }
 
 bool ide_bm_enabled(struct ide_bus *bus)

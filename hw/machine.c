@@ -410,7 +410,9 @@ struct pci_bus *machine_pci_bus(struct machine *m)
 /* IRQs and MSI                                                        */
 /* ------------------------------------------------------------------ */
 
-static void gsi_update(struct machine *m, int gsi)
+/* Recompute a GSI's level; tell the observer when it changed, or always
+ * with `repeat` (a driver set its line again to the level it had). */
+static void gsi_update(struct machine *m, int gsi, bool repeat)
 {
     bool level = false;
 
@@ -420,7 +422,7 @@ static void gsi_update(struct machine *m, int gsi)
         if (l->gsi == gsi && l->level)
             level = true;
     }
-    if (level != m->gsi_level[gsi]) {
+    if (level != m->gsi_level[gsi] || repeat) {
         m->gsi_level[gsi] = level;
         if (m->irq_obs)
             m->irq_obs(m->obs_opaque, gsi, level);
@@ -449,7 +451,7 @@ void machine_irq_line_destroy(struct irq_line *l)
         }
     }
     l->m = NULL;
-    gsi_update(m, l->gsi);
+    gsi_update(m, l->gsi, false);
 }
 
 void irq_line_set(struct irq_line *l, bool level)
@@ -457,7 +459,13 @@ void irq_line_set(struct irq_line *l, bool level)
     if (l->level == level)
         return;
     l->level = level;
-    gsi_update(l->m, l->gsi);
+    gsi_update(l->m, l->gsi, false);
+}
+
+void irq_line_drive(struct irq_line *l, bool level)
+{
+    l->level = level;
+    gsi_update(l->m, l->gsi, true);
 }
 
 void irq_line_connect(struct irq_line *l, int gsi)
@@ -467,8 +475,8 @@ void irq_line_connect(struct irq_line *l, int gsi)
     if (old == gsi)
         return;
     l->gsi = gsi;
-    gsi_update(l->m, old);
-    gsi_update(l->m, gsi);
+    gsi_update(l->m, old, false);
+    gsi_update(l->m, gsi, false);
 }
 
 bool machine_irq_level(const struct machine *m, int gsi)

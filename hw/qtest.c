@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,10 @@ struct qtest_server {
     size_t len, cap;
     enum qtest_dev intercept;   /* the device of the first irq_intercept */
     bool intercept_gsi;         /* irq_intercept_in ioapic: report GSI levels */
-    bool level[QTEST_NUM_GSI];  /* as last reported; all low at start */
+    /* Per GSI, the level last passed to the intercepted input, as QEMU's
+     * qtest keeps it: an int, because set_irq_in passes any int through
+     * (7 after 1 is reported as a second raise). All 0 at start. */
+    int level[QTEST_NUM_GSI];
 };
 
 /* ------------------------------------------------------------------ */
@@ -120,6 +124,20 @@ static void qtest_sendf(struct qtest_server *qs, const char *fmt, ...)
 /* ------------------------------------------------------------------ */
 
 /*
+ * An intercepted IOAPIC input was set to `level`, by a device or by
+ * set_irq_in: as in QEMU, the last setter wins and a line goes out when
+ * the value differs from the previous one.
+ */
+static void qtest_irq_input(struct qtest_server *qs, int gsi, int level)
+{
+    if (!qs->intercept_gsi || qs->level[gsi] == level) {
+        return;
+    }
+    qs->level[gsi] = level;
+    qtest_sendf(qs, "IRQ %s %d\n", level ? "raise" : "lower", gsi);
+}
+
+/*
  * Called by the machine whenever a GSI changes level, also from inside a
  * request (then the line goes out before that request's reply, as QEMU
  * orders it) and from completions on the event loop.
@@ -127,12 +145,8 @@ static void qtest_sendf(struct qtest_server *qs, const char *fmt, ...)
 static void qtest_irq(void *opaque, int gsi, bool level)
 {
     struct qtest_server *qs = opaque;
-    if (!qs->intercept_gsi || gsi < 0 || gsi >= QTEST_NUM_GSI ||
-        qs->level[gsi] == level) {
-        return;
-    }
-    qs->level[gsi] = level;
-    qtest_sendf(qs, "IRQ %s %d\n", level ? "raise" : "lower", gsi);
+    if (gsi >= 0 && gsi < QTEST_NUM_GSI)
+        qtest_irq_input(qs, gsi, level);
 }
 
 /* MSI messages are not reported: QEMU's ioapic interception does not see
@@ -520,6 +534,49 @@ static void cmd_irq_intercept(struct qtest_server *qs, const struct qtest_cmd *c
     qtest_send(qs, "OK\n", 3);
 }
 
+/*
+ * set_irq_in PATH NAME NUM LEVEL: drive an input of the IOAPIC (the one
+ * device here with inputs; NAME `unnamed-gpio-in`, NUM its pin 0-23).
+ * Nothing in diskdm consumes IOAPIC inputs (there is no CPU), so what the
+ * guest can see is only what QEMU's qtest shows: the IRQ line when the
+ * inputs are intercepted. QEMU aborts on other names, pins or a level that
+ * is not an int; here they get FAIL.
+ */
+static void cmd_set_irq_in(struct qtest_server *qs, const struct qtest_cmd *c,
+                           char **w, int nw)
+{
+    enum qtest_dev dev = QTEST_DEV_NONE;
+    uint64_t pin;
+    long long level;
+    char *end;
+
+    for (size_t i = 0; i < ARRAY_SIZE(qtest_devices); i++) {
+        if (!strcmp(w[1], qtest_devices[i].path)) {
+            dev = qtest_devices[i].dev;
+        }
+    }
+    if (dev == QTEST_DEV_NONE) {
+        qtest_sendf(qs, "FAIL Unknown device\n");
+        return;
+    }
+    if (!arg_u64(qs, w, 3, &pin)) {
+        return;
+    }
+    errno = 0;
+    level = strtoll(w[4], &end, 0);
+    if (errno || *end || !*w[4] || level < INT_MIN || level > INT_MAX) {
+        qtest_sendf(qs, "FAIL invalid number '%s'\n", w[4]);
+        return;
+    }
+    if (dev != QTEST_DEV_IOAPIC || strcmp(w[2], "unnamed-gpio-in") ||
+        pin >= QTEST_NUM_GSI) {
+        qtest_sendf(qs, "FAIL no input %s %s on %s\n", w[2], w[3], w[1]);
+        return;
+    }
+    qtest_irq_input(qs, (int)pin, (int)level);
+    qtest_send(qs, "OK\n", 3);
+}
+
 static const struct qtest_cmd qtest_cmds[] = {
     { "outb", 2, 1, cmd_out },
     { "outw", 2, 2, cmd_out },
@@ -543,6 +600,7 @@ static const struct qtest_cmd qtest_cmds[] = {
     { "endianness", 0, 0, cmd_endianness },
     { "irq_intercept_in", 1, 0, cmd_irq_intercept },
     { "irq_intercept_out", 1, 0, cmd_irq_intercept },
+    { "set_irq_in", 4, 0, cmd_set_irq_in },
 };
 
 /*

@@ -36,9 +36,9 @@ static inline void hwt_irq(void *opaque, int gsi, bool level)
 {
     struct hwt *t = opaque;
     if (gsi >= 0 && gsi < 24) {
-        t->level[gsi] = level;
-        if (level)
+        if (level && !t->level[gsi])
             t->raises[gsi]++;
+        t->level[gsi] = level;
     }
 }
 

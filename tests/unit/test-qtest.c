@@ -226,6 +226,35 @@ START_TEST(test_intercept)
 END_TEST
 
 /* IDENTIFY raises IRQ 14 inside the request: the IRQ line precedes OK. */
+/* set_irq_in: what QEMU answers, and FAIL where QEMU would abort. */
+START_TEST(test_set_irq_in)
+{
+    struct fixture fx;
+    fx_init(&fx, false, false);
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 1", "OK\n");
+    EXPECT(&fx, "irq_intercept_in ioapic", "OK\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 1", "IRQ raise 5\nOK\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 1", "OK\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 7", "IRQ raise 5\nOK\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 0x5 0", "IRQ lower 5\nOK\n");
+    EXPECT(&fx, "set_irq_in nonexistent unnamed-gpio-in 5 1", "FAIL Unknown device\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5",
+           "FAIL missing argument: set_irq_in takes 4\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 24 1",
+           "FAIL no input unnamed-gpio-in 24 on ioapic\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in -1 1",
+           "FAIL no input unnamed-gpio-in -1 on ioapic\n");
+    EXPECT(&fx, "set_irq_in ioapic other 5 1", "FAIL no input other 5 on ioapic\n");
+    EXPECT(&fx, "set_irq_in i440fx unnamed-gpio-in 5 1",
+           "FAIL no input unnamed-gpio-in 5 on i440fx\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in x 1", "FAIL invalid number 'x'\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 4294967296",
+           "FAIL invalid number '4294967296'\n");
+    EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 1z", "FAIL invalid number '1z'\n");
+    fx_free(&fx);
+}
+END_TEST
+
 START_TEST(test_irq_order)
 {
     struct fixture fx;
@@ -322,6 +351,7 @@ static Suite *qtest_suite(void)
     tcase_add_test(tc, test_malformed);
     tcase_add_test(tc, test_intercept);
     tcase_add_test(tc, test_irq_order);
+    tcase_add_test(tc, test_set_irq_in);
     tcase_add_test(tc, test_stream);
     tcase_add_test(tc, test_file_input);
     suite_add_tcase(s, tc);
