@@ -32,4 +32,5 @@ qemu-io -r -U -f raw -c "read -P 0x41 0 64k" -c "read -P 0 64k 64k" \
 [ "$(guest_val sum-after)" = "$(host_sum "$img")" ] || fail "final sums differ"
 [ "$(vhost_ctl "readonly maybe")" = "error: unknown command 'readonly maybe'" ] ||
     fail "bad control command accepted"
+vhost_stop
 ok "rw -> ro (writes EIO, image unchanged) -> rw (writes succeed)"

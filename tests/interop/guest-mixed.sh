@@ -11,7 +11,7 @@ for fmt in raw qcow2; do
     vhost_start "file=$img,format=$fmt"
     guest_start mixed
     guest_end
-    kill $VHOST_PID; wait $VHOST_PID || true
+    vhost_stop
     [ "$(guest_val mismatches)" = 0 ] || fail "$fmt: $(guest_val mismatches) mismatches"
     qemu-img convert -f $fmt -O raw "$img" "$T/flat.raw"
     [ "$(guest_val sum-after)" = "$(host_sum "$T/flat.raw")" ] ||

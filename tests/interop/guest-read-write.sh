@@ -22,4 +22,5 @@ qemu-io -r -U -f raw -c "read -P 0xfc 1M 64k" "$img" | grep -q "^read 65536" ||
 qemu-io -r -U -f raw -c "read -P 0x5a 0 1M" -c "read -P 0 1088k 6M" "$img" |
     grep -q "Pattern verification failed" && fail "image damaged around the write"
 [ "$(guest_val sum-after)" = "$(host_sum "$img")" ] || fail "final sums differ"
+vhost_stop
 ok "guest read, wrote, flushed; the host sees it"

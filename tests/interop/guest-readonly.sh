@@ -22,7 +22,7 @@ guest_end
 [ "$(host_sum "$img")" = "$before" ] || fail "image changed"
 [ "$(stat -c %Y "$img")" = "$mtime" ] || fail "image mtime changed"
 ok "read-only drive: guest sees ro=1, writes fail, image unchanged"
-kill $VHOST_PID; wait $VHOST_PID || true
+vhost_stop
 vhost_start "file=$img,format=raw,snapshot=on"
 guest_start read-write
 guest_end
@@ -31,4 +31,5 @@ guest_end
 [ "$(guest_val readback)" = ok ] || fail "snapshot: readback $(guest_val readback)"
 [ "$(guest_val sum-after)" != "$before" ] || fail "snapshot: the guest's write vanished"
 [ "$(host_sum "$img")" = "$before" ] || fail "snapshot: image changed"
+vhost_stop
 ok "snapshot=on: guest writes land in the overlay, image unchanged"

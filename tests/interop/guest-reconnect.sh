@@ -28,4 +28,5 @@ kill -0 $VHOST_PID || fail "diskdm-vhost died"
 [ "$(guest_val sum)" = "$before" ] || fail "second guest reads a different disk"
 [ "$(guest_val readback)" = ok ] || fail "second guest's write: $(guest_val readback)"
 [ "$(guest_val sum-after)" = "$(host_sum "$img")" ] || fail "final sums differ"
+vhost_stop
 ok "front end killed mid-I/O; the back end serves the next one"

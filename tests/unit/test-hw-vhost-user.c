@@ -50,7 +50,8 @@ static void send_msg(struct vt *t, uint32_t req, uint32_t flags,
     struct iovec iov = { .iov_base = &m, .iov_len = 12 + size };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-    memcpy(m.payload, payload, size);
+    if (size)
+        memcpy(m.payload, payload, size);
     if (nfds) {
         memset(cbuf, 0, sizeof(cbuf));
         mh.msg_control = cbuf;
