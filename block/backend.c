@@ -172,6 +172,19 @@ bool blk_dev_is_tray_open(const struct blk_backend *blk)
            blk->dev_ops->is_tray_open(blk->dev_opaque);
 }
 
+bool blk_dev_is_medium_locked(const struct blk_backend *blk)
+{
+    return blk->dev_ops && blk->dev_ops->is_locked &&
+           blk->dev_ops->is_locked(blk->dev_opaque);
+}
+
+void blk_dev_eject_request(struct blk_backend *blk, bool force)
+{
+    if (blk->dev_ops && blk->dev_ops->eject_request) {
+        blk->dev_ops->eject_request(blk->dev_opaque, force);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */
@@ -373,8 +386,9 @@ static void start_req(struct blk_req *req)
         req->ret = -ENOMEDIUM;
         goto defer;
     }
-    if (req->type == REQ_READ) {
-        /* Fast path: a page-cache hit costs one syscall on this thread. */
+    if (req->type == REQ_READ && !blk->cfg.may_block) {
+        /* Fast path: a page-cache hit costs one syscall on this thread.
+         * (Allowed to block, the plain read below is cheaper still.) */
         int r = bdrv_preadv_nowait(blk->root, req->offset, req->iov, req->iovcnt);
         if (r != -EAGAIN) {
             req->ret = r;

@@ -300,6 +300,10 @@ struct blk_dev_ops {
     void (*resized)(void *opaque);
     bool (*is_tray_open)(void *opaque);
     bool (*is_locked)(void *opaque);    /* guest locked the medium */
+    /* The host asks the guest to give up the medium (an eject while the
+     * guest holds it locked, as QEMU's `eject`): the device reports an
+     * eject request to the guest; `force` also unlocks the tray. */
+    void (*eject_request)(void *opaque, bool force);
 };
 
 struct blk_config {
@@ -328,6 +332,11 @@ void blk_set_dev_ops(struct blk_backend *blk, const struct blk_dev_ops *ops,
 /* The device's tray state (dev_ops->is_tray_open; false without one): how
  * the layers above see that the guest opened a CD-ROM tray. */
 bool blk_dev_is_tray_open(const struct blk_backend *blk);
+/* Pass an eject request to the device (dev_ops->eject_request; nothing
+ * without one). Typically when blk_dev_is_medium_locked says an eject
+ * cannot happen yet. */
+void blk_dev_eject_request(struct blk_backend *blk, bool force);
+bool blk_dev_is_medium_locked(const struct blk_backend *blk);
 
 /*
  * Asynchronous requests. Return 0 when queued (cb will be called exactly

@@ -579,6 +579,19 @@ static bool cd_is_locked(void *opaque)
     return s->tray_locked;
 }
 
+/* As QEMU: the GET EVENT STATUS media event reports "eject requested"
+ * (once, while the tray is closed), with an interrupt to make the guest
+ * look; a forced request also lifts PREVENT MEDIUM REMOVAL. */
+static void cd_eject_request(void *opaque, bool force)
+{
+    struct ide_drive *s = opaque;
+
+    s->eject_request = true;
+    if (force)
+        s->tray_locked = false;
+    ide_set_irq(s->bus);
+}
+
 static void hd_resized(void *opaque)
 {
     struct ide_drive *s = opaque;
@@ -591,6 +604,7 @@ static const struct blk_dev_ops ide_cd_dev_ops = {
     .media_changed = cd_media_changed,
     .is_tray_open = cd_is_tray_open,
     .is_locked = cd_is_locked,
+    .eject_request = cd_eject_request,
 };
 
 static const struct blk_dev_ops ide_hd_dev_ops = {

@@ -505,6 +505,41 @@ START_TEST(guest_eject)
 }
 END_TEST
 
+/* A host eject request while the guest holds the medium locked: an
+ * interrupt, then GET EVENT STATUS reports "eject requested" once; a
+ * forced request also unlocks, so the guest's eject then succeeds. */
+START_TEST(host_eject_request)
+{
+    uint8_t buf[64];
+    int len;
+    uint8_t lock[12] = { 0x1e, 0, 0, 0, 1 };
+    uint8_t eject[12] = { 0x1b, 0, 0, 0, 0x02 };
+    uint8_t gesn[12] = { 0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8 };
+
+    cd_attach(CD_SIZE, NULL);
+    ck_assert_uint_eq(atapi_pio(lock, 0, NULL, 0, NULL), 0x50);
+    ck_assert(blk_dev_is_medium_locked(T.blk[3]));
+    int raises = T.raises[IRQ];
+    blk_dev_eject_request(T.blk[3], false);
+    ck_assert_int_eq(T.raises[IRQ], raises + 1);
+    ck_assert(blk_dev_is_medium_locked(T.blk[3]));
+    ck_assert_uint_eq(atapi_pio(gesn, 2048, buf, sizeof(buf), &len), 0x50);
+    ck_assert_int_eq(len, 8);
+    ck_assert_uint_eq(buf[4], 0x01);            /* eject requested */
+    ck_assert_uint_eq(buf[5], 0x02);            /* medium present */
+    ck_assert_uint_eq(atapi_pio(gesn, 2048, buf, sizeof(buf), &len), 0x50);
+    ck_assert_uint_eq(buf[4], 0x00);            /* reported once */
+    expect_check(eject, 0x02, 0x53);            /* still locked */
+
+    blk_dev_eject_request(T.blk[3], true);
+    ck_assert(!blk_dev_is_medium_locked(T.blk[3]));
+    ck_assert_uint_eq(atapi_pio(gesn, 2048, buf, sizeof(buf), &len), 0x50);
+    ck_assert_uint_eq(buf[4], 0x01);
+    ck_assert_uint_eq(atapi_pio(eject, 0, NULL, 0, NULL), 0x50);
+    ck_assert(blk_dev_is_tray_open(T.blk[3]));
+}
+END_TEST
+
 START_TEST(read_only_data_protect)
 {
     cd_attach(CD_SIZE, NULL);
@@ -638,6 +673,7 @@ static Suite *suite(void)
     tcase_add_test(tc, empty_drive);
     tcase_add_test(tc, media_change);
     tcase_add_test(tc, guest_eject);
+    tcase_add_test(tc, host_eject_request);
     tcase_add_test(tc, read_only_data_protect);
     tcase_add_test(tc, writable_medium_has_no_writes);
     tcase_add_test(tc, medium_error);
