@@ -1,14 +1,18 @@
 /*
- * tests/bench/bench-blk.c — random reads at queue depth 1, either through
+ * tests/bench/bench-blk.c — random I/O at queue depth 1, either through
  * the block backend's asynchronous API (one request in flight, completion
- * on the event loop) or with plain pread on the same file (the ceiling).
- * Prints one line: "MODE OPS SECONDS IOPS". -S goes sequentially (what
- * qemu-img bench does) instead of to random offsets; -w writes (pwrite for
- * the ceiling) instead of reading; -B lets the backend block the loop
- * (blk_config.may_block, as a tool may).
+ * on the event loop) or with plain pread/pwrite on the same file (the
+ * ceiling), or both interleaved in slices (-m pair), which compares them
+ * under the same machine load: the fair ratio on a shared, noisy host.
  *
- * Usage: bench-blk [-m blk|pread] [-S] [-w] [-B] [-c COUNT] [-s SIZE] [-t CACHE]
- *                  [-a auto|threads|io_uring] FILE
+ * Prints one line: "MODE OPS SECONDS IOPS", or for pair
+ * "pair OPS CEILING_IOPS BACKEND_IOPS RATIO". -S goes sequentially (what
+ * qemu-img bench does) instead of to random offsets; -w writes instead of
+ * reading; -B lets the backend block the loop (blk_config.may_block, as
+ * a tool may); -a picks the file node's aio= mode.
+ *
+ * Usage: bench-blk [-m blk|pread|pair] [-S] [-w] [-B] [-c COUNT] [-s SIZE]
+ *                  [-t CACHE] [-a auto|threads|io_uring] FILE
  */
 #include "block/block.h"
 
@@ -19,6 +23,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define PAIR_SLICES 20      /* alternations in -m pair */
+
+struct bench {
+    /* what to run */
+    const char *file, *cache, *aio;
+    uint64_t size, nblocks;
+    bool sequential, write, may_block;
+    /* set up by bench_open */
+    struct event_loop *loop;
+    struct blk_backend *blk;
+    int fd;
+    void *buf;
+    uint64_t blk_seed, fd_seed;     /* each side walks its own sequence */
+};
 
 /* Offsets: 0, 1, 2, ... when sequential, else xorshift64* (cheap and
  * reproducible). */
@@ -45,115 +64,112 @@ static void qd1_done(void *opaque, int ret)
     q->ret = ret;
 }
 
-static int run_blk(const char *file, const char *cache, const char *aio, uint64_t count, size_t size,
-                   uint64_t nblocks, bool sequential, bool write, bool may_block)
+static int open_blk(struct bench *b)
 {
     struct error *err = NULL;
-    struct event_loop *loop = ev_loop_new(&err);
-    if (!loop) {
+    b->loop = ev_loop_new(&err);
+    if (!b->loop) {
         error_report_err(err);
-        return 1;
+        return -1;
     }
     char *s = NULL;
     if (asprintf(&s, "driver=raw,file.filename=%s,read-only=%s,cache=%s,aio=%s",
-                 file, write ? "off" : "on", cache, aio) < 0) {
-        return 1;
+                 b->file, b->write ? "off" : "on", b->cache, b->aio) < 0) {
+        return -1;
     }
     struct bdrv_open_opts o;
     if (bdrv_open_opts_parse(s, &o, &err) < 0) {
+        free(s);
         error_report_err(err);
-        return 1;
+        return -1;
     }
-    struct blk_config cfg = { .may_block = may_block };
-    struct blk_backend *blk = blk_open(loop, &o, &cfg, &err);
+    struct blk_config cfg = { .may_block = b->may_block };
+    b->blk = blk_open(b->loop, &o, &cfg, &err);
     bdrv_open_opts_free(&o);
     free(s);
-    if (!blk) {
+    if (!b->blk) {
         error_report_err(err);
-        return 1;
+        return -1;
     }
-    void *buf = NULL;
-    if (posix_memalign(&buf, 4096, size)) {
-        return 1;
-    }
-    struct iovec iov = { buf, size };
-    uint64_t seed = sequential ? 0 : 0x9e3779b97f4a7c15ULL;
-    struct qd1 q;
-    uint64_t t0 = clock_ns();
-    for (uint64_t i = 0; i < count; i++) {
-        uint64_t off = (next_block(&seed, sequential) % nblocks) * size;
-        q.done = 0;
-        int r = write ? blk_aio_pwritev(blk, off, &iov, 1, 0, qd1_done, &q)
-                      : blk_aio_preadv(blk, off, &iov, 1, qd1_done, &q);
-        if (r < 0) {
-            fprintf(stderr, "bench-blk: submit failed: %s\n", strerror(-r));
-            return 1;
-        }
-        while (!q.done) {
-            ev_run_once(loop, -1);
-        }
-        if (q.ret < 0) {
-            fprintf(stderr, "bench-blk: I/O failed: %s\n", strerror(-q.ret));
-            return 1;
-        }
-    }
-    double secs = (clock_ns() - t0) / 1e9;
-    printf("blk%s%s%s %" PRIu64 " %.3f %.0f\n", write ? "-write" : "",
-           sequential ? "-seq" : "", may_block ? "-block" : "", count, secs, count / secs);
-    blk_free(blk);
-    ev_loop_free(loop);
-    free(buf);
     return 0;
 }
 
-static int run_pread(const char *file, uint64_t count, size_t size, uint64_t nblocks,
-                     bool sequential, bool write)
+static int open_fd(struct bench *b)
 {
-    int fd = open(file, write ? O_RDWR : O_RDONLY);
-    if (fd < 0) {
+    b->fd = open(b->file, b->write ? O_RDWR : O_RDONLY);
+    if (b->fd < 0) {
         perror("bench-blk: open");
-        return 1;
+        return -1;
     }
-    void *buf = NULL;
-    if (posix_memalign(&buf, 4096, size)) {
-        return 1;
-    }
-    uint64_t seed = sequential ? 0 : 0x9e3779b97f4a7c15ULL;
+    return 0;
+}
+
+/* Seconds for `n` requests through the backend, or < 0 on failure. */
+static double blk_ops(struct bench *b, uint64_t n)
+{
+    struct iovec iov = { b->buf, b->size };
+    struct qd1 q;
     uint64_t t0 = clock_ns();
-    for (uint64_t i = 0; i < count; i++) {
-        uint64_t off = (next_block(&seed, sequential) % nblocks) * size;
-        ssize_t n = write ? pwrite(fd, buf, size, off) : pread(fd, buf, size, off);
-        if (n != (ssize_t)size) {
-            perror("bench-blk: pread/pwrite");
-            return 1;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t off = (next_block(&b->blk_seed, b->sequential) % b->nblocks) * b->size;
+        q.done = 0;
+        int r = b->write ? blk_aio_pwritev(b->blk, off, &iov, 1, 0, qd1_done, &q)
+                         : blk_aio_preadv(b->blk, off, &iov, 1, qd1_done, &q);
+        if (r < 0) {
+            fprintf(stderr, "bench-blk: submit failed: %s\n", strerror(-r));
+            return -1;
+        }
+        while (!q.done) {
+            ev_run_once(b->loop, -1);
+        }
+        if (q.ret < 0) {
+            fprintf(stderr, "bench-blk: I/O failed: %s\n", strerror(-q.ret));
+            return -1;
         }
     }
-    double secs = (clock_ns() - t0) / 1e9;
-    printf("%s%s %" PRIu64 " %.3f %.0f\n", write ? "pwrite" : "pread",
-           sequential ? "-seq" : "", count, secs, count / secs);
-    close(fd);
-    free(buf);
-    return 0;
+    return (clock_ns() - t0) / 1e9;
+}
+
+/* Seconds for `n` plain pread/pwrite calls, or < 0 on failure. */
+static double fd_ops(struct bench *b, uint64_t n)
+{
+    uint64_t t0 = clock_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t off = (next_block(&b->fd_seed, b->sequential) % b->nblocks) * b->size;
+        ssize_t r = b->write ? pwrite(b->fd, b->buf, b->size, off)
+                             : pread(b->fd, b->buf, b->size, off);
+        if (r != (ssize_t)b->size) {
+            perror("bench-blk: pread/pwrite");
+            return -1;
+        }
+    }
+    return (clock_ns() - t0) / 1e9;
+}
+
+static const char *suffix(const struct bench *b, char *out, size_t len)
+{
+    snprintf(out, len, "%s%s%s", b->write ? "-write" : "", b->sequential ? "-seq" : "",
+             b->may_block ? "-block" : "");
+    return out;
 }
 
 int main(int argc, char **argv)
 {
-    const char *mode = "blk", *cache = "writeback", *aio = "auto";
+    const char *mode = "blk";
+    struct bench b = { .cache = "writeback", .aio = "auto", .size = 4096, .fd = -1 };
     uint64_t count = 100000;
-    uint64_t size = 4096;
-    bool sequential = false, write = false, may_block = false;
     int c;
     log_init("bench-blk", LOG_WARN);
     while ((c = getopt(argc, argv, "m:c:s:t:a:SwB")) != -1) {
         switch (c) {
         case 'w':
-            write = true;
+            b.write = true;
             break;
         case 'B':
-            may_block = true;
+            b.may_block = true;
             break;
         case 'S':
-            sequential = true;
+            b.sequential = true;
             break;
         case 'm':
             mode = optarg;
@@ -165,44 +181,91 @@ int main(int argc, char **argv)
             }
             break;
         case 's':
-            if (parse_size(optarg, &size) < 0 || !size || size > (1u << 24)) {
+            if (parse_size(optarg, &b.size) < 0 || !b.size || b.size > (1u << 24)) {
                 fprintf(stderr, "bench-blk: bad size '%s'\n", optarg);
                 return 2;
             }
             break;
         case 't':
-            cache = optarg;
+            b.cache = optarg;
             break;
         case 'a':
-            aio = optarg;
+            b.aio = optarg;
             break;
         default:
             return 2;
         }
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, "usage: bench-blk [-m blk|pread] [-S] [-w] [-B] [-c COUNT] [-s SIZE] [-t CACHE] [-a AIO] FILE\n");
+    bool run_blk = !strcmp(mode, "blk") || !strcmp(mode, "pair");
+    bool run_fd = !strcmp(mode, "pread") || !strcmp(mode, "pair");
+    if (optind != argc - 1 || (!run_blk && !run_fd)) {
+        fprintf(stderr, "usage: bench-blk [-m blk|pread|pair] [-S] [-w] [-B] [-c COUNT] "
+                "[-s SIZE] [-t CACHE] [-a AIO] FILE\n");
         return 2;
     }
-    const char *file = argv[optind];
-    int fd = open(file, O_RDONLY);
+    b.file = argv[optind];
+    int fd = open(b.file, O_RDONLY);
     if (fd < 0) {
         perror("bench-blk: open");
         return 1;
     }
     off_t len = lseek(fd, 0, SEEK_END);
     close(fd);
-    uint64_t nblocks = (uint64_t)len / size;
-    if (!nblocks) {
+    b.nblocks = (uint64_t)len / b.size;
+    if (!b.nblocks) {
         fprintf(stderr, "bench-blk: file smaller than one request\n");
         return 1;
     }
-    if (!strcmp(mode, "blk")) {
-        return run_blk(file, cache, aio, count, size, nblocks, sequential, write, may_block);
+    if (posix_memalign(&b.buf, 4096, b.size)) {
+        return 1;
     }
-    if (!strcmp(mode, "pread")) {
-        return run_pread(file, count, size, nblocks, sequential, write);
+    memset(b.buf, 0, b.size);
+    b.blk_seed = b.fd_seed = b.sequential ? 0 : 0x9e3779b97f4a7c15ULL;
+    if ((run_blk && open_blk(&b) < 0) || (run_fd && open_fd(&b) < 0)) {
+        return 1;
     }
-    fprintf(stderr, "bench-blk: unknown mode '%s'\n", mode);
-    return 2;
+
+    char sfx[32];
+    suffix(&b, sfx, sizeof(sfx));
+    int ret = 0;
+    if (run_blk && run_fd) {
+        /* Slices alternate, and alternate which side goes first, so both
+         * see the same share of whatever else the machine is doing. */
+        uint64_t slice = MAX(count / PAIR_SLICES, 1);
+        double t_fd = 0, t_blk = 0;
+        for (unsigned i = 0; i < PAIR_SLICES; i++) {
+            double a, d;
+            if (i % 2) {
+                d = blk_ops(&b, slice);
+                a = fd_ops(&b, slice);
+            } else {
+                a = fd_ops(&b, slice);
+                d = blk_ops(&b, slice);
+            }
+            if (a < 0 || d < 0) {
+                return 1;
+            }
+            t_fd += a;
+            t_blk += d;
+        }
+        uint64_t n = slice * PAIR_SLICES;
+        printf("pair%s %" PRIu64 " %.0f %.0f %.3f\n", sfx, n, n / t_fd, n / t_blk,
+               t_fd / t_blk);
+    } else {
+        double secs = run_blk ? blk_ops(&b, count) : fd_ops(&b, count);
+        if (secs < 0) {
+            return 1;
+        }
+        printf("%s%s %" PRIu64 " %.3f %.0f\n", run_blk ? "blk" : (b.write ? "pwrite" : "pread"),
+               run_blk ? sfx : (b.sequential ? "-seq" : ""), count, secs, count / secs);
+    }
+    if (b.blk) {
+        blk_free(b.blk);
+        ev_loop_free(b.loop);
+    }
+    if (b.fd >= 0) {
+        close(b.fd);
+    }
+    free(b.buf);
+    return ret;
 }
