@@ -443,7 +443,16 @@ static int get_config(struct vub *v, struct vu_msg *m)
     return send_reply(v, m, VU_CONFIG_HDR_SIZE + size);
 }
 
-/* Handle one message: <0 drops the connection. */
+static bool any_started(const struct vub *v)
+{
+    for (unsigned q = 0; q < v->num_queues; q++) {
+        if (v->queues[q].started)
+            return true;
+    }
+    return false;
+}
+
+/* Handle one message: -EPIPE, -EPROTO and -EIO drop the connection. */
 static int handle_msg(struct vub *v, struct vu_msg *m)
 {
     bool ack = (m->flags & VU_FLAG_NEED_REPLY) &&
@@ -457,6 +466,10 @@ static int handle_msg(struct vub *v, struct vu_msg *m)
         m->p.u64 = vblk_host_features(v->vblk) | 1ull << VU_F_PROTOCOL_FEATURES;
         return send_reply(v, m, 8);
     case VU_SET_FEATURES:
+        /* Features come first when the front end (re)starts the device: a
+         * ring the last driver broke is forgotten then. */
+        if (!any_started(v))
+            vblk_reset(v->vblk);
         v->features = m->p.u64;
         vblk_set_guest_features(v->vblk, m->p.u64 & ~(1ull << VU_F_PROTOCOL_FEATURES));
         break;
@@ -501,8 +514,11 @@ static int handle_msg(struct vub *v, struct vu_msg *m)
         break;
     case VU_GET_VRING_BASE: {
         unsigned q = m->p.state.index;
-        if (!vblk_queue(v->vblk, q))
-            return -EINVAL;
+        if (!vblk_queue(v->vblk, q)) {
+            /* The front end waits for an answer we cannot give. */
+            log_msg(LOG_ERROR, "vhost-user-blk: GET_VRING_BASE for queue %u", q);
+            return -EPROTO;
+        }
         /* Stop taking requests, let those taken finish into the used ring,
          * then the avail index we stopped at is exact. */
         queue_stop(v, q);

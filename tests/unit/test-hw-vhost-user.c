@@ -322,6 +322,17 @@ START_TEST(buffer_outside_the_memory_table)
      * completion, the error eventfd fires. */
     ck_assert_int_eq(request(&t, 0, 0, MEM_GPA + MEM_SIZE - 512, 4096), -1);
     ck_assert_int_eq(read(t.err, &cnt, 8), 8);
+    /* The front end stops the device and starts it again (a guest
+     * reboot): the broken ring is forgotten. */
+    struct { uint32_t i, n; } st = { 0, 0 };
+    send_msg(&t, 11, 0, &st, 8, NULL, 0);
+    ck_assert_uint_eq(recv_reply(&t, 11, &st), 8);
+    ck_assert_uint_eq(st.n, 0);             /* the bad chain was not taken */
+    memset(t.mem, 0, 0x3000);
+    t.avail_idx = 0;
+    negotiate(&t);
+    setup_ring(&t);
+    ck_assert_int_eq(request(&t, 0, 0, MEM_GPA + DATA_OFF, 4096), 0);
     vt_fini(&t);
 }
 END_TEST
@@ -349,6 +360,14 @@ START_TEST(hostile_messages)
     ck_assert_uint_eq(acked(&t, 6, NULL, 0, NULL, 0), 1);   /* no log */
     ck_assert_int_eq(t.closed, 0);
     /* a header with a bad version drops the front end */
+    if (_i == 1) {
+        /* ... as does a question about a queue that does not exist */
+        st.i = 9;
+        send_msg(&t, 11, 0, &st, 8, NULL, 0);
+        ck_assert_int_eq(t.closed, 1);
+        vt_fini(&t);
+        return;
+    }
     send_msg(&t, 1, 0x2, NULL, 0, NULL, 0);
     ck_assert_int_eq(t.closed, 1);
     ck_assert(!vub_connected(t.v));
@@ -394,7 +413,7 @@ static Suite *suite(void)
     tcase_add_test(tc, read_only_drive_offers_ro);
     tcase_add_test(tc, requests_through_the_ring);
     tcase_add_test(tc, buffer_outside_the_memory_table);
-    tcase_add_test(tc, hostile_messages);
+    tcase_add_loop_test(tc, hostile_messages, 0, 2);
     tcase_add_test(tc, reconnect);
     suite_add_tcase(s, tc);
     return s;
