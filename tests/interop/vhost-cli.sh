@@ -14,7 +14,10 @@ expect() {  # expect RC MESSAGE command...
     [ "$(head -1 "$T/err")" = "$msg" ] || fail "$*: said '$(head -1 "$T/err")', not '$msg'"
 }
 expect 2 "diskdm-vhost: --socket is required" $V --drive file="$img"
-expect 2 "diskdm-vhost: --drive is required" $V --socket "$T/s"
+expect 2 "diskdm-vhost: --drive or --domid is required" $V --socket "$T/s"
+expect 2 "diskdm-vhost: --drive and --domid exclude each other" $V --socket "$T/s" --domid 1 --drive file="$img"
+expect 2 "diskdm-vhost: --vdev needs --domid" $V --socket "$T/s" --vdev vda --drive file="$img"
+expect 2 "diskdm-vhost: --domid: invalid domain id 'x'" $V --socket "$T/s" --domid x
 expect 2 "diskdm-vhost: unexpected argument" $V --socket "$T/s" --drive file="$img" extra
 expect 1 "diskdm-vhost: --drive file=$T/none: Could not open '$T/none': No such file or directory" \
     $V --socket "$T/s" --drive file="$T/none"

@@ -5,6 +5,7 @@
  */
 #include "block/block.h"
 #include "hw/hw.h"
+#include "tools/vhost/vhost.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -25,6 +26,7 @@ struct vhost_main {
     struct event_loop *loop;
     struct blk_backend *blk;
     struct vub *vub;
+    struct vhost_xen *xen;      /* --domid */
     int listen_fd;
     int control_fd;             /* listening; -1 = none */
     const char *socket_path, *control_path;
@@ -35,12 +37,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: " PROG " --socket PATH --drive OPTIONS [--control PATH] [-v]\n"
+"       " PROG " --socket PATH --domid N [--vdev NAME] [--control PATH] [-v]\n"
 "Serve a drive as a vhost-user-blk back end (QEMU: -chardev socket,path=PATH\n"
 "-device vhost-user-blk-pci,chardev=...).\n"
 "  --socket PATH      listen here; one front end at a time, the next after it leaves\n"
 "  --drive OPTIONS    as diskdm -drive: file=, format=, readonly=, snapshot=,\n"
 "                     auto-read-only=, cache=, werror=, rerror=, discard=,\n"
 "                     detect-zeroes=, serial=, num-queues=\n"
+"  --domid N          the disk from domain N's xenstore vbds (libxl layout),\n"
+"                     following its `mode` (r/w) while the guest runs\n"
+"  --vdev NAME        which vbd (e.g. vda); default: the first emulated disk\n"
 "  --control PATH     accept `readonly on|off` lines here (answers `ok` or\n"
 "                     `error: ...`)\n"
 "  -v, --verbose      log more (twice: debug)\n");
@@ -186,12 +192,15 @@ int main(int argc, char **argv)
         { "socket", required_argument, NULL, 's' },
         { "drive", required_argument, NULL, 'd' },
         { "control", required_argument, NULL, 'c' },
+        { "domid", required_argument, NULL, 'D' },
+        { "vdev", required_argument, NULL, 'V' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { 0 }
     };
     struct vhost_main vm = { .listen_fd = -1, .control_fd = -1 };
-    const char *drive = NULL;
+    const char *drive = NULL, *vdev = NULL;
+    int domid = -1;
     struct disk_spec spec;
     struct error *err = NULL;
     int verbose = 0, c, sig_fd = -1;
@@ -205,13 +214,27 @@ int main(int argc, char **argv)
         case 'd': drive = optarg; break;
         case 'c': vm.control_path = optarg; break;
         case 'v': verbose++; break;
+        case 'V': vdev = optarg; break;
+        case 'D': {
+            uint64_t n;
+            if (parse_uint(optarg, &n) < 0 || n > 0x7fef) {
+                fprintf(stderr, PROG ": --domid: invalid domain id '%s'\n", optarg);
+                return 2;
+            }
+            domid = (int)n;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc || !vm.socket_path || !drive) {
+    if (optind != argc || !vm.socket_path || !drive == (domid < 0) ||
+        (vdev && domid < 0)) {
         fprintf(stderr, PROG ": %s\n", optind != argc ? "unexpected argument" :
-                !vm.socket_path ? "--socket is required" : "--drive is required");
+                !vm.socket_path ? "--socket is required" :
+                drive && domid >= 0 ? "--drive and --domid exclude each other" :
+                vdev && domid < 0 ? "--vdev needs --domid" :
+                "--drive or --domid is required");
         usage(stderr);
         return 2;
     }
@@ -221,12 +244,18 @@ int main(int argc, char **argv)
     vm.loop = ev_loop_new(&err);
     if (!vm.loop)
         goto out_err;
-    if (open_drive(&vm, drive, &spec, &err) < 0) {
+    if (domid >= 0) {
+        vm.xen = vhost_xen_open(vm.loop, domid, vdev, &err);
+        if (!vm.xen)
+            goto out_free_loop;
+        vm.blk = vhost_xen_blk(vm.xen);
+    } else if (open_drive(&vm, drive, &spec, &err) < 0) {
         error_prepend(&err, "--drive %s", drive);
         goto out_free_loop;
     }
     vm.vub = vub_new(vm.loop, &(struct vub_config){
-                         .blk = vm.blk, .serial = spec.serial,
+                         .blk = vm.blk,
+                         .serial = vm.xen ? vhost_xen_serial(vm.xen) : spec.serial,
                          .num_queues = spec.num_queues }, &err);
     if (!vm.vub)
         goto out_free_blk;
@@ -271,7 +300,10 @@ out_close_listen:
 out_free_vub:
     vub_free(vm.vub);
 out_free_blk:
-    blk_free(vm.blk);
+    if (vm.xen)
+        vhost_xen_free(vm.xen);     /* frees the backend too */
+    else
+        blk_free(vm.blk);
 out_free_loop:
     ev_loop_free(vm.loop);
 out_err:
