@@ -1,7 +1,8 @@
 #!/bin/sh
 # Real guest runs a mixed workload on diskdm-vhost (random-offset O_DIRECT
 # writes of 4-64 KiB, each read back and compared); the final image equals
-# what the guest reads as its disk, and a qcow2 image works the same.
+# what the guest reads as its disk (four parallel writers at the end keep
+# several requests in flight), and a qcow2 image works the same.
 . "$SRCDIR/tests/interop/lib.sh"
 . "$SRCDIR/tests/guest/lib.sh"
 guest_prepare
