@@ -186,6 +186,9 @@ struct bdrv_check_result {
 };
 #define BDRV_FIX_LEAKS  (1u << 0)
 #define BDRV_FIX_ERRORS (1u << 1)
+/* Not a fix: name each inconsistency on stderr in qemu-img check's words
+ * ("Leaked cluster N refcount=R reference=0", ...), as qemu-img does. */
+#define BDRV_CHECK_REPORT (1u << 2)
 int bdrv_check(struct bdrv_node *bs, struct bdrv_check_result *res, unsigned fix,
                struct error **errp);
 

@@ -20,7 +20,7 @@ int bdrv_check(struct bdrv_node *bs, struct bdrv_check_result *res, unsigned fix
         error_setg(errp, "This image format does not support checks");
         return -ENOTSUP;
     }
-    if (fix && bs->read_only) {
+    if ((fix & (BDRV_FIX_LEAKS | BDRV_FIX_ERRORS)) && bs->read_only) {
         error_setg(errp, "Cannot repair '%s': Block node is read-only", bs->filename);
         return -EPERM;
     }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -577,10 +578,93 @@ static int count_snapshots(struct recount *r, uint8_t *buf)
     return 0;
 }
 
+/*
+ * The COPIED flag of every active L1 and L2 entry must say exactly
+ * "refcount is 1", as qemu-img check demands: counted as a corruption
+ * each, and with BDRV_FIX_ERRORS rewritten to match the (already
+ * repaired) refcount.
+ */
+static int check_copied_flags(struct qcow2_state *s, unsigned fix,
+                              struct bdrv_check_result *res, uint8_t *buf)
+{
+    bool repair = fix & BDRV_FIX_ERRORS, report = fix & BDRV_CHECK_REPORT;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l1e = s->l1[i], l2 = l1e & QCOW2_L1E_OFFSET_MASK, rc;
+        if (!l2 || (l2 & s->cluster_mask) || l2 + s->cluster_size > s->file_len) {
+            continue;       /* counted by the recount already */
+        }
+        int ret = qcow2_get_refcount(s, l2 >> s->cluster_bits, &rc);
+        if (ret < 0) {
+            continue;
+        }
+        if ((rc == 1) != !!(l1e & QCOW2_OFLAG_COPIED)) {
+            if (report) {
+                fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu32
+                        " l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n",
+                        repair ? "Repairing" : "ERROR", i, l1e, rc);
+            }
+            if (repair) {
+                uint8_t e[8];
+                l1e = rc == 1 ? l1e | QCOW2_OFLAG_COPIED : l1e & ~QCOW2_OFLAG_COPIED;
+                qcow2_put_be64(e, l1e);
+                ret = bdrv_pwrite(s->file, s->l1_offset + (uint64_t)i * 8, e, 8, 0);
+                if (ret < 0) {
+                    return ret;
+                }
+                s->l1[i] = l1e;
+                res->corruptions_fixed++;
+            } else {
+                res->corruptions++;
+            }
+        }
+        ret = bdrv_pread(s->file, l2, buf, s->cluster_size);
+        if (ret < 0) {
+            return ret;
+        }
+        unsigned dirty = 0;
+        for (uint32_t j = 0; j < s->l2_size; j++) {
+            uint64_t l2e = qcow2_be64(buf + (uint64_t)j * 8);
+            enum qcow2_ctype t = qcow2_classify(s, l2e);
+            if (t != QCOW2_C_NORMAL && t != QCOW2_C_ZERO_ALLOC) {
+                continue;
+            }
+            if (qcow2_get_refcount(s, (l2e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits,
+                                   &rc) < 0) {
+                continue;
+            }
+            if ((rc == 1) == !!(l2e & QCOW2_OFLAG_COPIED)) {
+                continue;
+            }
+            if (report) {
+                fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64
+                        " refcount=%" PRIu64 "\n", repair ? "Repairing" : "ERROR", l2e, rc);
+            }
+            if (repair) {
+                qcow2_put_be64(buf + (uint64_t)j * 8, rc == 1 ? l2e | QCOW2_OFLAG_COPIED :
+                               l2e & ~QCOW2_OFLAG_COPIED);
+                dirty++;
+            } else {
+                res->corruptions++;
+            }
+        }
+        if (dirty) {
+            qcow2_cache_drop(&s->l2_cache, l2);
+            ret = bdrv_pwrite(s->file, l2, buf, s->cluster_size, 0);
+            if (ret < 0) {
+                return ret;
+            }
+            res->corruptions_fixed += dirty;
+        }
+    }
+    return 0;
+}
+
 int qcow2_check_refcounts(struct qcow2_state *s, unsigned fix,
                           struct bdrv_check_result *res, struct error **errp)
 {
-    bool repair = fix != 0;
+    bool repair = fix & (BDRV_FIX_LEAKS | BDRV_FIX_ERRORS);
+    bool report = fix & BDRV_CHECK_REPORT;
+    uint64_t highest = 0;   /* one past the last cluster counted or referenced */
     struct recount r = { .s = s };
     uint8_t *buf = NULL;
     int ret;
@@ -637,32 +721,36 @@ int qcow2_check_refcounts(struct qcow2_state *s, unsigned fix,
         s->check_refs = r.refs;
         s->check_nb = r.nb;
     }
-    /* Past the end of the file only stale counts can exist; a repair
-     * leaves them (new refcount structures may land there meanwhile). */
-    uint64_t limit = repair ? r.nb :
-        MAX(r.nb, MIN((uint64_t)s->rt_entries << s->rb_bits, r.nb + (1ull << s->rb_bits)));
-    for (uint64_t c = 0; c < limit; c++) {
-        if ((c & ((1ull << s->rb_bits) - 1)) == 0 && c >= r.nb &&
-            (c >> s->rb_bits) < s->rt_entries && !s->rt[c >> s->rb_bits]) {
-            c += (1ull << s->rb_bits) - 1;
-            continue;
-        }
-        uint64_t rc, want = c < r.nb ? r.refs[c] : 0;
+    /* Only the clusters inside the file are compared, as qemu-img does:
+     * past its end only stale counts can exist, and they are harmless
+     * (the allocator skips clusters whose count is not 0). */
+    for (uint64_t c = 0; c < r.nb; c++) {
+        uint64_t rc, want = r.refs[c];
         ret = qcow2_get_refcount(s, c, &rc);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "'%s': cannot read refcounts", s->bs->filename);
             goto out_unset;
         }
+        if (rc || want) {
+            highest = c + 1;
+        }
         if (rc == want) {
             continue;
         }
         bool corrupt = rc < want;
-        if (corrupt) {
-            res->corruptions++;
-        } else {
-            res->leaks++;
+        bool fixing = fix & (corrupt ? BDRV_FIX_ERRORS : BDRV_FIX_LEAKS);
+        if (report) {
+            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64
+                    "\n", fixing ? "Repairing" : corrupt ? "ERROR" : "Leaked", c, rc, want);
         }
-        if (fix & (corrupt ? BDRV_FIX_ERRORS : BDRV_FIX_LEAKS)) {
+        if (!fixing) {
+            if (corrupt) {
+                res->corruptions++;
+            } else {
+                res->leaks++;
+            }
+        }
+        if (fixing) {
             ret = qcow2_set_refcount(s, c, MIN(want, s->refcount_max));
             if (ret < 0) {
                 error_setg_errno(errp, -ret, "'%s': cannot write refcounts",
@@ -675,6 +763,15 @@ int qcow2_check_refcounts(struct qcow2_state *s, unsigned fix,
                 res->leaks_fixed++;
             }
         }
+    }
+    /* qemu-img's end offset covers every cluster with a count, leaked
+     * ones included (as they were before any repair). */
+    res->image_end_offset = MAX(res->image_end_offset, highest << s->cluster_bits);
+    ret = check_copied_flags(s, fix, res, buf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "'%s': cannot check the COPIED flags",
+                         s->bs->filename);
+        goto out_unset;
     }
     if (repair) {
         ret = bdrv_flush(s->file);

@@ -149,6 +149,41 @@ set +e; "$IMG" check -r leaks bad.qcow2 > /dev/null; rc=$?; set -e
 qemu-img check bad.qcow2 > /dev/null || fail "qemu-img finds the repaired image unclean"
 qemu-io -c 'read -P 0xcd 0 128k' bad.qcow2 | grep -q 'verification failed' && fail "data lost"
 
+# Per-cluster lines on stderr, report, exit code, JSON and end offset as
+# qemu-img prints them: a leak inside the file (the end offset counts it),
+# a data cluster whose refcount is 0 (two corruptions: the count and the
+# COPIED flag), a data cluster with refcount 1 but no COPIED flag.
+poke() {   # file offset hex-bytes
+    printf "$3" | dd of="$1" bs=1 seek=$(($2)) conv=notrunc 2>/dev/null
+}
+qemu-img create -q -f qcow2 p.qcow2 1M
+qemu-io -c 'write -P 1 0 64k' p.qcow2 > /dev/null
+cp p.qcow2 lk.qcow2; truncate -s 458752 lk.qcow2; poke lk.qcow2 0x2000c '\000\001'
+cp p.qcow2 z0.qcow2; poke z0.qcow2 0x2000a '\000\000'
+cp p.qcow2 cf.qcow2; poke cf.qcow2 0x40000 '\000'
+for f in lk z0 cf; do
+    set +e
+    qemu-img check $f.qcow2 > q.out 2> q.err; qrc=$?
+    "$IMG" check $f.qcow2 > d.out 2> d.err; drc=$?
+    qemu-img check --output=json $f.qcow2 > q.json 2> /dev/null
+    "$IMG" check --output=json $f.qcow2 > d.json 2> /dev/null
+    set -e
+    [ $qrc = $drc ] || fail "check $f: exit $drc, qemu-img $qrc"
+    diff -u q.out d.out || fail "check $f: report differs from qemu-img"
+    diff -u q.err d.err || fail "check $f: stderr differs from qemu-img"
+    json_agree d.json q.json image-end-offset corruptions leaks allocated-clusters
+done
+grep -qx 'ERROR OFLAG_COPIED data cluster: l2_entry=50000 refcount=1' d.err || fail "COPIED line"
+for f in lk z0 cf; do
+    cp $f.qcow2 $f-q.qcow2
+    qemu-img check -r all --output=json $f-q.qcow2 > q.json 2> /dev/null || true
+    "$IMG" check -r all --output=json $f.qcow2 > d.json 2> d.err || fail "check -r all $f"
+    json_agree d.json q.json leaks-fixed corruptions-fixed corruptions leaks
+    qemu-img check $f.qcow2 > /dev/null || fail "qemu-img finds the repaired $f unclean"
+    qemu-io -c 'read -P 1 0 64k' $f.qcow2 | grep -q 'verification failed' && fail "$f: data lost"
+done
+grep -qx 'Repairing OFLAG_COPIED data cluster: l2_entry=50000 refcount=1' d.err || fail "repair line"
+
 expect_err 63 "diskdm-img: This image format does not support checks" "$IMG" check -f raw r.raw
 expect_err 1 "diskdm-img: Could not open 'missing.qcow2': Could not open 'missing.qcow2': No such file or directory" \
     "$IMG" check missing.qcow2

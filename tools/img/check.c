@@ -198,7 +198,7 @@ int img_cmd_check(int argc, char **argv)
 
     struct check_report rep = { 0 };
     struct error *err = NULL;
-    int ret = bdrv_check(bs, &rep.r, fix, &err);
+    int ret = bdrv_check(bs, &rep.r, fix | BDRV_CHECK_REPORT, &err);
     if (ret == -ENOTSUP) {
         img_error("This image format does not support checks");
         error_free(err);
@@ -220,7 +220,7 @@ int img_cmd_check(int argc, char **argv)
                    "Double checking the fixed image now...\n",
                    rep.leaks_fixed, rep.corruptions_fixed);
         }
-        ret = bdrv_check(bs, &rep.r, 0, &err);
+        ret = bdrv_check(bs, &rep.r, BDRV_CHECK_REPORT, &err);
         if (ret < 0) {
             img_error("Check failed: %s", err ? err->msg : strerror(-ret));
             error_free(err);
