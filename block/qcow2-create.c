@@ -232,8 +232,9 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
         }
     }
 
-    /* With preallocation: L2 tables mapping the data clusters in order,
-     * then the L1 table (a fresh file already reads as an empty L1). */
+    /* With preallocation: L2 tables mapping the data clusters in order.
+     * The L1 table is written either way, empty ones too, so the file's
+     * allocated blocks (`actual-size`) are qemu-img's. */
     if (prealloc && l1_size) {
         for (uint64_t i = 0; i < l1_size; i++) {
             memset(blk, 0, cs);
@@ -246,12 +247,14 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
                 goto out_io;
             }
         }
+    }
+    if (l1_size) {
         uint8_t *l1 = calloc(l1_cl, cs);
         if (!l1) {
             ret = -ENOMEM;
             goto out_io;
         }
-        for (uint64_t i = 0; i < l1_size; i++) {
+        for (uint64_t i = 0; prealloc && i < l1_size; i++) {
             qcow2_put_be64(l1 + i * 8, (l2_off + i * cs) | QCOW2_OFLAG_COPIED);
         }
         ret = bdrv_pwrite(f, l1_off, l1, l1_size * 8, 0);

@@ -149,6 +149,28 @@ set +e; "$IMG" check -r leaks bad.qcow2 > /dev/null; rc=$?; set -e
 qemu-img check bad.qcow2 > /dev/null || fail "qemu-img finds the repaired image unclean"
 qemu-io -c 'read -P 0xcd 0 128k' bad.qcow2 | grep -q 'verification failed' && fail "data lost"
 
+# New images have qemu-img's exact file size (the L1 table written as
+# l1_size * 8 bytes past the last cluster: 196624 for 1G at 64k).
+for o in cluster_size=65536 cluster_size=4096 cluster_size=512 cluster_size=2097152 \
+         compat=0.10 refcount_bits=1 refcount_bits=64 lazy_refcounts=on \
+         cluster_size=65536,preallocation=metadata cluster_size=4096,preallocation=metadata \
+         cluster_size=2097152,preallocation=falloc; do
+    for sz in 1M 64M 1G; do
+        rm -f sq.qcow2 sd.qcow2
+        qemu-img create -q -f qcow2 -o $o sq.qcow2 $sz
+        "$IMG" create -q -f qcow2 -o $o sd.qcow2 $sz
+        [ "$(stat -c %s sq.qcow2)" = "$(stat -c %s sd.qcow2)" ] ||
+            fail "create -o $o $sz: $(stat -c %s sd.qcow2) bytes, qemu-img $(stat -c %s sq.qcow2)"
+    done
+done
+rm -f sq.qcow2 sd.qcow2
+"$IMG" create -q -f qcow2 sd.qcow2 1G
+qemu-img create -q -f qcow2 sq.qcow2 1G
+"$IMG" info --output=json sd.qcow2 > d.json
+qemu-img info --output=json sq.qcow2 > q.json
+json_agree d.json q.json actual-size virtual-size
+rm -f sq.qcow2 sd.qcow2
+
 # Per-cluster lines on stderr, report, exit code, JSON and end offset as
 # qemu-img prints them: a leak inside the file (the end offset counts it),
 # a data cluster whose refcount is 0 (two corruptions: the count and the
