@@ -45,8 +45,6 @@ int bdrv_change_backing_file(struct bdrv_node *bs, const char *backing_file,
     int ret;
     if (bs->drv->change_backing_file) {
         ret = bs->drv->change_backing_file(bs, backing_file, backing_fmt, &err);
-    } else if (is_qcow2(bs)) {
-        ret = qcow2_change_backing_file(bs, backing_file, backing_fmt, &err);
     } else {
         error_setg(&err, "Format driver '%s' does not support backing files",
                    bs->drv->name);
@@ -62,7 +60,7 @@ int bdrv_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
         error_setg(errp, "No medium");
         return -ENOMEDIUM;
     }
-    if (!bs->drv->amend && !is_qcow2(bs)) {
+    if (!bs->drv->amend) {
         error_setg(errp, "Format driver '%s' does not support option amendment",
                    bs->drv->name);
         return -ENOTSUP;
@@ -72,8 +70,7 @@ int bdrv_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
         return -EPERM;
     }
     struct error *err = NULL;
-    int ret = bs->drv->amend ? bs->drv->amend(bs, opts, &err)
-                             : qcow2_amend(bs, opts, &err);
+    int ret = bs->drv->amend(bs, opts, &err);
     return finish(ret, err, bs, "amend", errp);
 }
 

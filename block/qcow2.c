@@ -770,4 +770,6 @@ const struct bdrv_ops bdrv_qcow2_ops = {
     .truncate = qcow2_truncate,
     .make_empty = qcow2_make_empty,
     .check = qcow2_check,
+    .change_backing_file = qcow2_change_backing_file,
+    .amend = qcow2_amend,
 };

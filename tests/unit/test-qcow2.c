@@ -1322,6 +1322,23 @@ START_TEST(test_backend_cold_reads)
 }
 END_TEST
 
+/* Amend and backing-file changes reach qcow2 through its vtable
+ * (bdrv_qcow2_ops.amend / .change_backing_file); qemu-img sees them. */
+START_TEST(test_amend_vtable)
+{
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 b.qcow2 1M"), 0);
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -o compat=1.1 v.qcow2 1M"), 0);
+    struct bdrv_node *bs = open_fmt("v.qcow2", "");
+    struct bdrv_amend_opts ao = { .lazy_refcounts = { .set = true, .value = true } };
+    ck_assert_int_eq(bdrv_amend(bs, &ao, NULL), 0);
+    ck_assert_int_eq(bdrv_change_backing_file(bs, "b.qcow2", "qcow2", NULL), 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img info v.qcow2 | grep -q '^    lazy refcounts: true'"), 0);
+    ck_assert_int_eq(sh("qemu-img info v.qcow2 | grep -qx 'backing file: b.qcow2'"), 0);
+    ck_assert_int_eq(sh("qemu-img check -q v.qcow2"), 0);
+}
+END_TEST
+
 static Suite *qcow2_suite(void)
 {
     Suite *s = suite_create("qcow2");
@@ -1367,6 +1384,7 @@ static Suite *qcow2_suite(void)
     tcase_add_test(tc, test_commit_refused);
     tcase_add_test(tc, test_commit_chain);
     tcase_add_test(tc, test_crash_consistency);
+    tcase_add_test(tc, test_amend_vtable);
     suite_add_tcase(s, tc);
     return s;
 }
