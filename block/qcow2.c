@@ -626,16 +626,81 @@ static int qcow2_check(struct bdrv_node *bs, struct bdrv_check_result *res,
 }
 
 /*
- * Grow the virtual size (qemu-img resize). A bigger L1 table, if needed,
- * is written in new clusters before the header points to it; the size
- * field changes last. Shrinking is not supported.
+ * Shrink as qemu-img resize --shrink does: the guest clusters past the
+ * new end are discarded, L2 tables wholly past it freed (their L1 entries
+ * cleared first), the size field written, and the file cut after its last
+ * cluster in use.
+ */
+static int qcow2_shrink(struct bdrv_node *bs, uint64_t size, struct error **errp)
+{
+    struct qcow2_state *s = bs->opaque;
+    int ret = qcow2_co_pdiscard(bs, size, s->size - size);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
+        return ret;
+    }
+    uint64_t l2_coverage = (uint64_t)s->cluster_size << s->l2_bits;
+    uint64_t need = DIV_ROUND_UP(size, l2_coverage);
+    pthread_rwlock_wrlock(&s->io_lock);
+    pthread_mutex_lock(&bs->lock);
+    qcow2_reclaim(s);
+    for (uint64_t i = need; i < s->l1_size && ret == 0; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        uint8_t z[8] = { 0 };
+        ret = bdrv_pwrite(s->file, s->l1_offset + i * 8, z, 8, 0);
+        if (ret == 0) {
+            ret = bdrv_flush(s->file);
+        }
+        if (ret == 0) {
+            s->l1[i] = 0;
+            qcow2_cache_drop(&s->l2_cache, l2);
+            ret = qcow2_free_clusters(s, l2, s->cluster_size);
+        }
+    }
+    if (ret == 0) {
+        uint8_t b[8];
+        qcow2_put_be64(b, size);
+        ret = qcow2_write_header_field(s, QH_SIZE, b, 8);
+    }
+    if (ret == 0) {
+        s->size = size;
+        bs->total_size = size;
+        qcow2_pool_release(s);
+        uint64_t last = qcow2_align_up(s, s->file_len) >> s->cluster_bits, rc = 0;
+        while (last > 1 && qcow2_get_refcount(s, last - 1, &rc) == 0 && rc == 0) {
+            last--;
+        }
+        if (rc && (last << s->cluster_bits) < s->file_len &&
+            bdrv_truncate(s->file, last << s->cluster_bits, NULL) == 0) {
+            s->file_len = last << s->cluster_bits;
+        }
+    }
+    pthread_mutex_unlock(&bs->lock);
+    pthread_rwlock_unlock(&s->io_lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not shrink '%s'", bs->filename);
+    }
+    return ret;
+}
+
+/*
+ * Change the virtual size (qemu-img resize). Growing: a bigger L1 table,
+ * if needed, is written in new clusters before the header points to it;
+ * the size field changes last. Shrinking: qcow2_shrink.
  */
 static int qcow2_truncate(struct bdrv_node *bs, uint64_t size, struct error **errp)
 {
     struct qcow2_state *s = bs->opaque;
     if (size < s->size) {
-        error_setg(errp, "qcow2 images cannot be shrunk");
-        return -ENOTSUP;
+        if (size % BDRV_SECTOR_SIZE) {
+            error_setg(errp, "Invalid image size %" PRIu64 " (a multiple of 512 up to 2^56)",
+                       size);
+            return -EINVAL;
+        }
+        return qcow2_shrink(bs, size, errp);
     }
     if (size % BDRV_SECTOR_SIZE || size > (1ull << 56)) {
         error_setg(errp, "Invalid image size %" PRIu64 " (a multiple of 512 up to 2^56)",

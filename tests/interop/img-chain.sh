@@ -124,6 +124,24 @@ qemu-io -c 'write -P 0x22 1000M 64k' rs.qcow2 > /dev/null
 readback rs.qcow2 0x21 0 1M
 readback rs.qcow2 0x22 1000M 64k
 readback rs.qcow2 0 2M 64k
+# qcow2 shrink as qemu-img's: the tail's clusters and L2 tables freed,
+# the file cut after its last cluster in use; regrown, the same as qemu-img's.
+qemu-img create -q -f qcow2 -o cluster_size=4k sk.qcow2 8M
+qemu-io -c 'write -P 0x31 0 1M' -c 'write -P 0x32 3M 8k' -c 'write -P 0x33 6M 1M' sk.qcow2 > /dev/null
+cp sk.qcow2 sq.qcow2
+qemu-img resize -q --shrink sq.qcow2 $((3 * 1048576 + 512))
+"$IMG" resize --shrink sk.qcow2 $((3 * 1048576 + 512)) > out.txt
+[ "$(cat out.txt)" = "Image resized." ] || fail "shrink output: $(cat out.txt)"
+qemu-img check -q sk.qcow2 || fail "shrunk qcow2 unclean"
+qemu-img compare -q sq.qcow2 sk.qcow2 || fail "shrunk qcow2 differs from qemu-img's"
+[ "$(stat -c %s sk.qcow2)" = "$(stat -c %s sq.qcow2)" ] ||
+    fail "shrunk file $(stat -c %s sk.qcow2) bytes, qemu-img $(stat -c %s sq.qcow2)"
+"$IMG" resize sk.qcow2 8M > /dev/null
+qemu-img resize -q sq.qcow2 8M
+qemu-io -c 'read -P 0x31 0 1M' -c 'read -P 0x32 3M 512' -c 'read -P 0 6M 1M' sk.qcow2 > r.out
+grep -q failed r.out && fail "regrown qcow2 reads wrong data"
+qemu-img compare -q sq.qcow2 sk.qcow2 || fail "regrown qcow2 differs from qemu-img's"
+qemu-img check -q sk.qcow2 || fail "regrown qcow2 unclean"
 qemu-img create -q -f raw rs.raw 4M
 "$IMG" resize -f raw rs.raw 8M > /dev/null
 [ "$(stat -c %s rs.raw)" = 8388608 ] || fail "raw grow"

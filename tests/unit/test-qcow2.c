@@ -422,8 +422,8 @@ START_TEST(test_resize)
                         "qemu-io -f qcow2 -c 'write -P 0x61 0 1M' g.qcow2"), 0);
     struct bdrv_node *bs = open_fmt("g.qcow2", "");
     struct error *err = NULL;
-    ck_assert_int_eq(bdrv_truncate(bs, 512 << 10, &err), -ENOTSUP);
-    ck_assert_str_eq(err->msg, "qcow2 images cannot be shrunk");
+    ck_assert_int_eq(bdrv_truncate(bs, 1000, &err), -EINVAL);
+    ck_assert_str_eq(err->msg, "Invalid image size 1000 (a multiple of 512 up to 2^56)");
     error_free(err);
     err = NULL;
     ck_assert_int_eq(bdrv_truncate(bs, 64 << 20, &err), 0);
