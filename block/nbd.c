@@ -8,6 +8,8 @@
 #include "block/block-int.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <libnbd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,122 @@ static bool nbd_client_is_uri(const char *s)
 {
     return s && (!strncmp(s, "nbd://", 6) || !strncmp(s, "nbds://", 7) ||
                  !strncmp(s, "nbd+unix://", 11) || !strncmp(s, "nbds+unix://", 12));
+}
+
+/* A formatted string in new memory, or NULL. */
+static char *__attribute__((format(printf, 1, 2))) nbd_client_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : s;
+}
+
+/* One %XX escape of a URI component, or -1. */
+static int nbd_client_hex(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 2; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') {
+            v |= c - '0';
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            v |= (c | 0x20) - 'a' + 10;
+        } else {
+            return -1;
+        }
+    }
+    return v;
+}
+
+/* The first n bytes of s with %XX escapes decoded (malformed escapes kept). */
+static char *nbd_client_unescape(const char *s, size_t n)
+{
+    char *out = malloc(n + 1), *o = out;
+    if (!out) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int v;
+        if (s[i] == '%' && i + 2 < n &&
+            (v = nbd_client_hex(s + i + 1)) > 0) {
+            *o++ = (char)v;
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+/*
+ * The node's name as QEMU prints it for the same export:
+ * "nbd+unix:///EXPORT?socket=PATH", "nbd+unix://?socket=PATH" when the
+ * export name is empty, "nbd://HOST:PORT/EXPORT" or "nbd://HOST:PORT"
+ * (the port always written, 10809 when the URI has none). NULL for forms
+ * QEMU has no such name for (TLS schemes, IPv6 hosts, odd URIs): the node
+ * then keeps the URI as given.
+ */
+static char *nbd_client_canon_name(const char *uri)
+{
+    bool is_unix = !strncmp(uri, "nbd+unix://", 11);
+    if (!is_unix && strncmp(uri, "nbd://", 6)) {
+        return NULL;
+    }
+    const char *auth = uri + (is_unix ? 11 : 6);
+    size_t alen = strcspn(auth, "/?#");
+    const char *path = auth + alen;
+    size_t plen = *path == '/' ? strcspn(path, "?#") : 0;
+    const char *query = path + plen;
+    if (*query == '#' || (*query == '?' && strchr(query, '#'))) {
+        return NULL;
+    }
+    char *export = plen > 1 ? nbd_client_unescape(path + 1, plen - 1) : strdup("");
+    char *name = NULL;
+    if (!export) {
+        return NULL;
+    }
+    if (is_unix) {
+        const char *sock = NULL;
+        for (const char *q = *query == '?' ? query + 1 : ""; *q;) {
+            size_t n = strcspn(q, "&");
+            if (!strncmp(q, "socket=", 7)) {
+                sock = q + 7;
+                char *path_s = nbd_client_unescape(sock, n - 7);
+                if (path_s && alen == 0) {
+                    if (*export) {
+                        name = nbd_client_printf("nbd+unix:///%s?socket=%s",
+                                                       export, path_s);
+                    } else {
+                        name = nbd_client_printf("nbd+unix://?socket=%s", path_s);
+                    }
+                }
+                free(path_s);
+                break;
+            }
+            q += n + (q[n] == '&');
+        }
+    } else if (*query == 0 && alen > 0 && auth[0] != '[') {
+        const char *colon = memchr(auth, ':', alen);
+        size_t hlen = colon ? (size_t)(colon - auth) : alen;
+        const char *port = colon ? colon + 1 : "10809";
+        int portlen = colon ? (int)(alen - hlen - 1) : 5;
+        if (hlen > 0 && portlen > 0) {
+            if (*export) {
+                name = nbd_client_printf("nbd://%.*s:%.*s/%s", (int)hlen, auth,
+                                               portlen, port, export);
+            } else {
+                name = nbd_client_printf("nbd://%.*s:%.*s", (int)hlen, auth,
+                                               portlen, port);
+            }
+        }
+    }
+    free(export);
+    return name;
 }
 
 static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
@@ -80,6 +198,11 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
     s->can_fast_zero = nbd_can_fast_zero(s->h) == 1;
     s->has_alloc = nbd_can_meta_context(s->h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
     bs->total_size = (uint64_t)size;
+    char *canon = nbd_client_canon_name(bs->filename);
+    if (canon) {
+        free(bs->filename);
+        bs->filename = canon;
+    }
     bs->supports_fua = s->can_fua;
     int64_t minb = nbd_get_block_size(s->h, LIBNBD_SIZE_MINIMUM);
     if (minb > 1 && minb <= 65536 && !(minb & (minb - 1))) {

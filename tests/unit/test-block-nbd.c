@@ -198,6 +198,51 @@ START_TEST(test_qcow2_over_diskdm_nbd)
 }
 END_TEST
 
+/* The first line of `qemu-img info URI` without its "image: " prefix. */
+static char *qemu_img_name(const char *uri)
+{
+    char cmd[PATH_MAX * 2], line[PATH_MAX * 2];
+    snprintf(cmd, sizeof(cmd), "qemu-img info '%s'", uri);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
+    pclose(p);
+    line[strcspn(line, "\n")] = 0;
+    ck_assert_msg(!strncmp(line, "image: ", 7), "%s", line);
+    return strdup(line + 7);
+}
+
+/* A node's name is the one QEMU gives the same export, for each URI form
+ * (an empty export drops the path: nbd+unix://?socket=...). */
+START_TEST(test_filename_like_qemu)
+{
+    const char *build = getenv("BUILD");
+    server_start("d", "%s/diskdm-nbd -r -t -e 0 -f raw -k %s/d.sock --fork --pid-file=%s/d.pid %s",
+                 build ? build : "build", dir, dir, img);
+    server_start("x", "%s/diskdm-nbd -r -t -e 0 -x exp -f raw -k %s/x.sock --fork "
+                 "--pid-file=%s/x.pid %s", build ? build : "build", dir, dir, img);
+    const char *forms[][2] = {
+        { "nbd+unix:///?socket=%s/d.sock", "nbd+unix://?socket=%s/d.sock" },
+        { "nbd+unix://?socket=%s/d.sock", "nbd+unix://?socket=%s/d.sock" },
+        { "nbd+unix:///exp?socket=%s/x.sock", "nbd+unix:///exp?socket=%s/x.sock" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(forms); i++) {
+        char uri[PATH_MAX + 64], want[PATH_MAX + 64];
+        snprintf(uri, sizeof(uri), forms[i][0], dir);
+        snprintf(want, sizeof(want), forms[i][1], dir);
+        struct bdrv_node *bs = bdrv_open_file(uri, NULL, true, NULL);
+        ck_assert_ptr_nonnull(bs);
+        ck_assert_str_eq(bdrv_filename(bs), want);
+        char *q = qemu_img_name(uri);
+        ck_assert_str_eq(bdrv_filename(bs), q);
+        free(q);
+        bdrv_unref(bs);
+    }
+    server_stop("x");
+    server_stop("d");
+}
+END_TEST
+
 START_TEST(test_bad_uri)
 {
     int errnum = 0;
@@ -222,6 +267,7 @@ int main(void)
     tcase_add_test(tc, test_nbdkit_read_write);
     tcase_add_test(tc, test_qemu_nbd_and_block_status);
     tcase_add_test(tc, test_qcow2_over_diskdm_nbd);
+    tcase_add_test(tc, test_filename_like_qemu);
     tcase_add_test(tc, test_bad_uri);
     suite_add_tcase(s, tc);
     return bt_run(s);
