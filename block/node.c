@@ -371,6 +371,21 @@ static int resolve_driver(const char *name, const struct bdrv_ops **drv,
     return 0;
 }
 
+/* The protocol driver a bare filename names: nbd://, nbds://, nbd+unix://
+ * and nbds+unix:// are NBD exports; anything else is a POSIX file. */
+static const char *protocol_for_filename(const char *filename)
+{
+    static const char *const nbd_schemes[] = {
+        "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
+    };
+    for (size_t i = 0; filename && i < ARRAY_SIZE(nbd_schemes); i++) {
+        if (!strncmp(filename, nbd_schemes[i], strlen(nbd_schemes[i]))) {
+            return "nbd";
+        }
+    }
+    return "file";
+}
+
 /* Open `opts` (the node's own, not yet inherited) as a child of parent
  * (NULL for a root). */
 static struct bdrv_node *open_inherit(const struct bdrv_open_opts *in,
@@ -440,15 +455,7 @@ static struct bdrv_node *open_inherit(const struct bdrv_open_opts *in,
         fo.filename = strdup(o.filename);
     }
     if (!fo.driver) {
-        /* nbd://, nbds://, nbd+unix://, nbds+unix:// name an NBD export */
-        static const char *const nbd_schemes[] = {
-            "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
-        };
-        bool nbd = false;
-        for (size_t i = 0; fo.filename && i < ARRAY_SIZE(nbd_schemes); i++) {
-            nbd |= !strncmp(fo.filename, nbd_schemes[i], strlen(nbd_schemes[i]));
-        }
-        fo.driver = strdup(nbd ? "nbd" : "file");
+        fo.driver = strdup(protocol_for_filename(fo.filename));
     }
     /* The file node's parent is the format node not yet made: inherit
      * from a stand-in with this node's effective flags. */
@@ -509,9 +516,10 @@ int bdrv_open_child(struct bdrv_node *parent, enum bdrv_child_role role,
         error_setg(errp, "Out of memory");
         return -ENOMEM;
     }
-    /* A file child with nothing said is a POSIX file. */
+    /* A file child with nothing said is an NBD export or a POSIX file,
+     * by its name. */
     if (role == BDRV_CHILD_FILE && !o.driver) {
-        o.driver = strdup("file");
+        o.driver = strdup(protocol_for_filename(fname ? fname : o.filename));
     }
     struct error *err = NULL;
     struct bdrv_node *child = open_inherit(&o, parent, role, fname, &err);

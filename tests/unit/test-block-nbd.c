@@ -193,6 +193,16 @@ START_TEST(test_qcow2_over_diskdm_nbd)
     ck_assert_uint_eq(r[0], 0x77);
     ck_assert_uint_eq(r[65535], 0x77);
     bdrv_unref(bs);
+
+    /* With the format named, the protocol child is still NBD, not a file
+     * called "nbd+unix:..." */
+    bs = bdrv_open_file(uri, "qcow2", true, NULL);
+    ck_assert_ptr_nonnull(bs);
+    ck_assert_str_eq(bdrv_driver_name(bs), "qcow2");
+    ck_assert_str_eq(bdrv_driver_name(bdrv_file_child(bs)), "nbd");
+    ck_assert_int_eq(bdrv_pread(bs, 3 << 20, r, sizeof(r)), 0);
+    ck_assert_uint_eq(r[0], 0x77);
+    bdrv_unref(bs);
     server_stop("d");
     free(q);
 }
