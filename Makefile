@@ -122,7 +122,7 @@ check-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 check
 
 bench: tests
-	$(Q)BUILD=$(BUILD) sh tests/bench/run.sh
+	$(Q)BUILD=$(BUILD) sh tests/bench/all.sh
 
 # libFuzzer targets need clang; each tests/fuzz/fuzz-X.c links every library.
 FUZZ_BUILD := build-fuzz
