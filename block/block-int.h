@@ -340,8 +340,9 @@ const struct bdrv_ops *bdrv_find_driver(const char *name);
 extern const struct bdrv_ops bdrv_file_ops;
 extern const struct bdrv_ops bdrv_raw_ops;
 extern const struct bdrv_ops bdrv_qcow2_ops;    /* block/qcow2.c */
-/* qcow2's backing-file change, amend and format facts (block/qcow2-amend.c),
- * reached through block/amend.c until the vtable names them. */
+/* qcow2's backing-file change and amend (block/qcow2-amend.c; the vtable's
+ * change_backing_file and amend), and the format facts and compressed
+ * writes block/amend.c asks a qcow2 node for directly. */
 int qcow2_change_backing_file(struct bdrv_node *bs, const char *backing_file,
                               const char *backing_fmt, struct error **errp);
 int qcow2_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
