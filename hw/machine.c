@@ -290,7 +290,9 @@ static int mem_access(struct machine *m, uint64_t addr, uint8_t *buf,
             } else {
                 uint64_t end = MIN(next_region_start(m, IO_SPACE_MMIO, addr),
                                    next_ram_start(m, addr));
-                n = (end - addr < len) ? end - addr : len;
+                /* end is exclusive: UINT64_MAX cannot bound the last byte */
+                uint64_t run = end - addr;
+                n = (run && run < len) ? run : len;
                 if (!is_write)
                     memset(buf, 0, n);
             }

@@ -251,6 +251,10 @@ START_TEST(test_set_irq_in)
     EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 4294967296",
            "FAIL invalid number '4294967296'\n");
     EXPECT(&fx, "set_irq_in ioapic unnamed-gpio-in 5 1z", "FAIL invalid number '1z'\n");
+    /* the top of the address space (this used to spin forever) */
+    EXPECT(&fx, "readq 0xfffffffffffffff8", "OK 0x0000000000000000\n");
+    EXPECT(&fx, "writeq 0xfffffffffffffff8 0x1", "OK\n");
+    EXPECT(&fx, "read 0xfffffffffffffffe 2", "OK 0x0000\n");
     fx_free(&fx);
 }
 END_TEST
