@@ -1,30 +1,70 @@
 /*
  * block/nbd.c — the nbd protocol driver: a node backed by an NBD export,
  * reached through libnbd from an nbd://, nbds://, nbd+unix:// or
- * nbds+unix:// URI. A read-only export makes the node read-only when
- * auto-read-only is on and is refused otherwise; block status passes
- * base:allocation through; a dropped connection fails requests with EIO.
+ * nbds+unix:// URI (block/options.c turns QEMU's server.* options into
+ * one). Many requests are in flight at once on the one connection: callers
+ * issue libnbd aio commands and sleep, a poller thread per node drives the
+ * socket. A request not answered within `timeout` seconds fails with
+ * ETIMEDOUT and drops the connection; later requests then fail with EIO.
+ * A read-only export makes the node read-only when auto-read-only is on
+ * and is refused otherwise; block status passes base:allocation through.
  */
 #include "block/block-int.h"
 
 #include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <libnbd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Seconds a request (and the handshake) may take when the node does not
+ * say; 0 in the options means no limit. */
+#define NBD_CLIENT_DEFAULT_TIMEOUT 30
+
+/*
+ * The libnbd commands one caller waits for together (a request split at
+ * the server's maximum size, or a single command). Lives on the caller's
+ * stack; linked in the node's list while commands are out, so the poller
+ * can find overdue ones. Members below `next` are under the node's mu.
+ */
+struct nbd_client_batch {
+    struct nbd_client_state *s;
+    struct nbd_client_batch *next, **pprev;
+    uint64_t deadline;          /* clock_ns(); 0 = none */
+    unsigned pending;           /* commands whose free callback has not run */
+    int err;                    /* first failure, positive errno */
+    bool timed_out;             /* the poller gave up on it */
+    pthread_cond_t cond;        /* signalled when pending drops to 0 */
+};
 
 struct nbd_client_state {
     struct nbd_handle *h;
     bool can_flush, can_fua, can_trim, can_zero, can_fast_zero;
     bool has_alloc;             /* base:allocation was negotiated */
+    uint64_t chunk;             /* largest command we send */
+    uint64_t timeout_ns;        /* per request; 0 = none */
+
+    int wake_fd;                /* eventfd: new commands, stop */
+    pthread_t poller;
+    bool poller_running;
+
+    pthread_mutex_t mu;         /* protects what follows and every batch */
+    struct nbd_client_batch *batches;   /* waiting callers */
+    bool dead;                  /* connection gone: fail fast with EIO */
+    bool stopping;              /* close: the poller exits */
 };
 
 /* libnbd's errno for the last failure on this thread, as -errno; a broken
  * connection becomes -EIO. */
-static int nbd_client_err(void)
+static int nbd_client_errno_map(int e)
 {
-    int e = nbd_get_errno();
     if (e == 0 || e == ENOTCONN || e == ESHUTDOWN || e == EPIPE ||
         e == ECONNRESET) {
         return -EIO;
@@ -32,6 +72,10 @@ static int nbd_client_err(void)
     return -e;
 }
 
+static int nbd_client_err(void)
+{
+    return nbd_client_errno_map(nbd_get_errno());
+}
 static bool nbd_client_is_uri(const char *s)
 {
     return s && (!strncmp(s, "nbd://", 6) || !strncmp(s, "nbds://", 7) ||
@@ -154,31 +198,400 @@ static char *nbd_client_canon_name(const char *uri)
     return name;
 }
 
+
+/*
+ * Take `timeout=SECONDS` out of the URI's query (libnbd does not know it,
+ * and QEMU's name for the export has none). *clean gets the URI without
+ * it; *timeout_ns the value, or the default when absent.
+ */
+static int nbd_client_take_timeout(const char *uri, char **clean,
+                                   uint64_t *timeout_ns, struct error **errp)
+{
+    *timeout_ns = (uint64_t)NBD_CLIENT_DEFAULT_TIMEOUT * 1000000000u;
+    const char *q = strchr(uri, '?');
+    size_t qend = q ? strcspn(q, "#") : 0;
+    char *out = malloc(strlen(uri) + 1);
+    if (!out) {
+        error_setg(errp, "Out of memory");
+        return -ENOMEM;
+    }
+    if (!q) {
+        strcpy(out, uri);
+        *clean = out;
+        return 0;
+    }
+    size_t n = (size_t)(q - uri);
+    memcpy(out, uri, n);
+    char sep = '?';
+    for (const char *p = q + 1; p < q + qend;) {
+        size_t len = strcspn(p, "&#");
+        if (len >= 8 && !strncmp(p, "timeout=", 8)) {
+            char val[64];
+            snprintf(val, sizeof(val), "%.*s", (int)MIN(len - 8, sizeof(val) - 1), p + 8);
+            char *end;
+            errno = 0;
+            double secs = strtod(val, &end);
+            if (!val[0] || *end || errno || !isfinite(secs) || secs < 0 ||
+                secs > 1e6 || len - 8 >= sizeof(val)) {
+                error_setg(errp, "Parameter 'timeout' expects a number of seconds "
+                           "(0 = no limit): '%.*s'", (int)(len - 8), p + 8);
+                free(out);
+                return -EINVAL;
+            }
+            *timeout_ns = (uint64_t)(secs * 1e9 + 0.5);
+        } else if (len > 0) {
+            out[n++] = sep;
+            memcpy(out + n, p, len);
+            n += len;
+            sep = '&';
+        }
+        p += len + (p[len] == '&');
+    }
+    strcpy(out + n, q + qend);
+    *clean = out;
+    return 0;
+}
+
+static void nbd_client_wake(struct nbd_client_state *s)
+{
+    uint64_t one = 1;
+    if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+        /* the counter is already non-zero: the poller will wake anyway */
+    }
+}
+
+/* Runs when a command finished (possibly with an error). */
+static int nbd_client_cmd_done(void *opaque, int *error)
+{
+    struct nbd_client_batch *b = opaque;
+    if (*error) {
+        pthread_mutex_lock(&b->s->mu);
+        if (!b->err) {
+            b->err = *error;
+        }
+        pthread_mutex_unlock(&b->s->mu);
+    }
+    return 1;   /* retire the command */
+}
+
+/* Runs exactly once per command issued, last, also when issuing failed:
+ * after it libnbd no longer touches the batch or the buffers. */
+static void nbd_client_cmd_free(void *opaque)
+{
+    struct nbd_client_batch *b = opaque;
+    pthread_mutex_lock(&b->s->mu);
+    if (--b->pending == 0) {
+        pthread_cond_signal(&b->cond);
+    }
+    pthread_mutex_unlock(&b->s->mu);
+}
+
+static nbd_completion_callback nbd_client_cb(struct nbd_client_batch *b)
+{
+    return (nbd_completion_callback){ .callback = nbd_client_cmd_done,
+                                      .user_data = b,
+                                      .free = nbd_client_cmd_free };
+}
+
+/* Start a batch: -EIO at once when the connection is gone. */
+static int nbd_client_batch_start(struct nbd_client_state *s,
+                                  struct nbd_client_batch *b)
+{
+    *b = (struct nbd_client_batch){ .s = s };
+    pthread_mutex_lock(&s->mu);
+    if (s->dead) {
+        pthread_mutex_unlock(&s->mu);
+        return -EIO;
+    }
+    pthread_cond_init(&b->cond, NULL);
+    if (s->timeout_ns) {
+        b->deadline = clock_ns() + s->timeout_ns;
+    }
+    b->next = s->batches;
+    b->pprev = &s->batches;
+    if (s->batches) {
+        s->batches->pprev = &b->next;
+    }
+    s->batches = b;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* Count a command about to be issued (its free callback uncounts it). */
+static void nbd_client_batch_add(struct nbd_client_batch *b)
+{
+    pthread_mutex_lock(&b->s->mu);
+    b->pending++;
+    pthread_mutex_unlock(&b->s->mu);
+}
+
+/* Note why issuing a command failed (libnbd's error is this thread's). */
+static void nbd_client_batch_fail(struct nbd_client_batch *b)
+{
+    int e = nbd_get_errno();
+    pthread_mutex_lock(&b->s->mu);
+    if (!b->err) {
+        b->err = e ? e : EIO;
+    }
+    pthread_mutex_unlock(&b->s->mu);
+}
+
+/* Wait for every command of the batch; returns 0 or -errno. */
+static int nbd_client_batch_wait(struct nbd_client_batch *b)
+{
+    struct nbd_client_state *s = b->s;
+    nbd_client_wake(s);
+    pthread_mutex_lock(&s->mu);
+    while (b->pending) {
+        pthread_cond_wait(&b->cond, &s->mu);
+    }
+    *b->pprev = b->next;
+    if (b->next) {
+        b->next->pprev = b->pprev;
+    }
+    int ret = b->timed_out ? -ETIMEDOUT : b->err ? nbd_client_errno_map(b->err) : 0;
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&b->cond);
+    return ret;
+}
+
+/* Poll events for libnbd's socket in its current direction. */
+static short nbd_client_events(struct nbd_handle *h)
+{
+    unsigned dir = nbd_aio_get_direction(h);
+    short ev = 0;
+    if (dir & LIBNBD_AIO_DIRECTION_READ) {
+        ev |= POLLIN;
+    }
+    if (dir & LIBNBD_AIO_DIRECTION_WRITE) {
+        ev |= POLLOUT;
+    }
+    return ev;
+}
+
+/* Tell libnbd what the socket is ready for. */
+static void nbd_client_notify(struct nbd_handle *h, short revents)
+{
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        nbd_aio_notify_read(h);
+    }
+    if ((revents & POLLOUT) && nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_WRITE) {
+        nbd_aio_notify_write(h);
+    }
+}
+
+/*
+ * The poller: drives the socket for every caller, and gives up on the
+ * connection when a batch is overdue (the server stopped answering but
+ * kept the socket open): the overdue batches fail with ETIMEDOUT, the
+ * socket is shut down, and libnbd then fails everything else in flight.
+ */
+static void *nbd_client_poll_thread(void *opaque)
+{
+    struct bdrv_node *bs = opaque;
+    struct nbd_client_state *s = bs->opaque;
+    bool said_gone = false;
+
+    for (;;) {
+        bool expired = false;
+        uint64_t next = 0, now = clock_ns();
+        pthread_mutex_lock(&s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        for (struct nbd_client_batch *b = s->batches; b; b = b->next) {
+            if (!b->deadline || b->timed_out) {
+                continue;
+            }
+            if (b->deadline <= now) {
+                b->timed_out = true;
+                expired = true;
+            } else if (!next || b->deadline < next) {
+                next = b->deadline;
+            }
+        }
+        bool kill = expired && !s->dead;
+        if (kill) {
+            s->dead = true;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (kill) {
+            log_error("NBD server %s did not answer within %.3g s; connection "
+                      "dropped, requests on it fail", bs->filename,
+                      (double)s->timeout_ns / 1e9);
+            said_gone = true;
+            int fd = nbd_aio_get_fd(s->h);
+            if (fd >= 0) {
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
+
+        struct pollfd pfd[2] = {
+            { .fd = s->wake_fd, .events = POLLIN },
+            { .fd = nbd_aio_get_fd(s->h), .events = 0 },
+        };
+        if (pfd[1].fd >= 0) {
+            pfd[1].events = nbd_client_events(s->h);
+        }
+        int timeout_ms = -1;
+        if (next) {
+            uint64_t left = next > now ? next - now : 0;
+            timeout_ms = (int)MIN(left / 1000000 + 1, (uint64_t)INT32_MAX);
+        }
+        if (poll(pfd, 2, timeout_ms) < 0) {
+            continue;   /* EINTR */
+        }
+        if (pfd[0].revents & POLLIN) {
+            uint64_t v;
+            if (read(s->wake_fd, &v, sizeof(v)) < 0) {
+                /* nothing to drain */
+            }
+        }
+        if (pfd[1].fd >= 0 && pfd[1].revents) {
+            nbd_client_notify(s->h, pfd[1].revents);
+        }
+        if (nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h)) {
+            pthread_mutex_lock(&s->mu);
+            s->dead = true;
+            pthread_mutex_unlock(&s->mu);
+            if (!said_gone) {
+                log_warn("NBD server %s closed the connection; requests on it fail",
+                         bs->filename);
+                said_gone = true;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Run the handshake libnbd started to its end, within the timeout. */
+static int nbd_client_handshake(struct nbd_client_state *s, const char *name,
+                                struct error **errp)
+{
+    uint64_t deadline = s->timeout_ns ? clock_ns() + s->timeout_ns : 0;
+    while (nbd_aio_is_connecting(s->h) == 1) {
+        struct pollfd pfd = { .fd = nbd_aio_get_fd(s->h) };
+        if (pfd.fd < 0) {
+            break;
+        }
+        pfd.events = nbd_client_events(s->h);
+        int timeout_ms = -1;
+        if (deadline) {
+            uint64_t now = clock_ns();
+            if (now >= deadline) {
+                error_setg(errp, "Could not open '%s': the server did not finish "
+                           "the handshake within %.3g s", name,
+                           (double)s->timeout_ns / 1e9);
+                bdrv_error_errnum(errp, ETIMEDOUT);
+                return -ETIMEDOUT;
+            }
+            timeout_ms = (int)MIN((deadline - now) / 1000000 + 1, (uint64_t)INT32_MAX);
+        }
+        int n = poll(&pfd, 1, timeout_ms);
+        if (n < 0 && errno != EINTR) {
+            int e = errno;
+            error_setg(errp, "Could not open '%s': poll: %s", name, strerror(e));
+            return -e;
+        }
+        if (n > 0) {
+            int r = 0;
+            if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+                r = nbd_aio_notify_read(s->h);
+            } else if (pfd.revents & POLLOUT) {
+                r = nbd_aio_notify_write(s->h);
+            }
+            if (r < 0) {
+                int ret = nbd_client_err();
+                error_setg(errp, "Could not open '%s': %s", name, nbd_get_error());
+                bdrv_error_errnum(errp, -ret);
+                return ret;
+            }
+        }
+    }
+    if (nbd_aio_is_ready(s->h) != 1) {
+        error_setg(errp, "Could not open '%s': the connection closed during the "
+                   "handshake", name);
+        bdrv_error_errnum(errp, EIO);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int nbd_client_start_poller(struct bdrv_node *bs, struct error **errp)
+{
+    struct nbd_client_state *s = bs->opaque;
+    sigset_t all, old;
+    sigfillset(&all);
+    /* Signals belong to the program's own threads. */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&s->poller, NULL, nbd_client_poll_thread, bs);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        error_setg(errp, "'%s': cannot start the NBD poller thread: %s",
+                   bs->filename, strerror(e));
+        return -e;
+    }
+    s->poller_running = true;
+    return 0;
+}
+
+static void nbd_client_stop_poller(struct nbd_client_state *s)
+{
+    if (!s->poller_running) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
+    nbd_client_wake(s);
+    pthread_join(s->poller, NULL);
+    s->poller_running = false;
+}
+
 static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
 {
     struct nbd_client_state *s = bs->opaque;
+    char *uri = NULL;
+    int ret;
+
     if (!nbd_client_is_uri(bs->filename)) {
         error_setg(errp, "'%s' is not an NBD URI (nbd://host[:port]/export or "
                    "nbd+unix:///export?socket=PATH)", bs->filename ? bs->filename : "");
         return -EINVAL;
     }
+    ret = nbd_client_take_timeout(bs->filename, &uri, &s->timeout_ns, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0) {
+        ret = -errno;
+        error_setg_errno(errp, -ret, "'%s': eventfd", uri);
+        goto out_uri;
+    }
+    pthread_mutex_init(&s->mu, NULL);
     s->h = nbd_create();
     if (!s->h) {
-        error_setg(errp, "%s: %s", bs->filename, nbd_get_error());
-        return -ENOMEM;
+        error_setg(errp, "%s: %s", uri, nbd_get_error());
+        ret = -ENOMEM;
+        goto out_mutex;
     }
-    int ret;
     if (nbd_add_meta_context(s->h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_connect_uri(s->h, bs->filename) < 0) {
+        nbd_aio_connect_uri(s->h, uri) < 0) {
         ret = nbd_client_err();
-        error_setg(errp, "Could not open '%s': %s", bs->filename, nbd_get_error());
+        error_setg(errp, "Could not open '%s': %s", uri, nbd_get_error());
         bdrv_error_errnum(errp, -ret);
+        goto out_close;
+    }
+    ret = nbd_client_handshake(s, uri, errp);
+    if (ret < 0) {
         goto out_close;
     }
     int64_t size = nbd_get_size(s->h);
     if (size < 0) {
         ret = nbd_client_err();
-        error_setg(errp, "'%s': %s", bs->filename, nbd_get_error());
+        error_setg(errp, "'%s': %s", uri, nbd_get_error());
         goto out_close;
     }
     if (nbd_is_read_only(s->h) == 1 && !bs->read_only) {
@@ -197,60 +610,95 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
     s->can_zero = nbd_can_zero(s->h) == 1;
     s->can_fast_zero = nbd_can_fast_zero(s->h) == 1;
     s->has_alloc = nbd_can_meta_context(s->h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    int64_t maxb = nbd_get_block_size(s->h, LIBNBD_SIZE_MAXIMUM);
+    s->chunk = maxb > 0 ? MIN((uint64_t)maxb, 32u << 20) : 32u << 20;
     bs->total_size = (uint64_t)size;
-    char *canon = nbd_client_canon_name(bs->filename);
+    /* The node's name: QEMU's for the export, else the URI without our
+     * own timeout parameter. */
+    char *canon = nbd_client_canon_name(uri);
+    free(bs->filename);
+    bs->filename = canon ? canon : uri;
     if (canon) {
-        free(bs->filename);
-        bs->filename = canon;
+        free(uri);
     }
+    uri = NULL;
     bs->supports_fua = s->can_fua;
     int64_t minb = nbd_get_block_size(s->h, LIBNBD_SIZE_MINIMUM);
     if (minb > 1 && minb <= 65536 && !(minb & (minb - 1))) {
         bs->request_alignment = (uint32_t)minb;
+    }
+    ret = nbd_client_start_poller(bs, errp);
+    if (ret < 0) {
+        goto out_close;
     }
     return 0;
 
 out_close:
     nbd_close(s->h);
     s->h = NULL;
+out_mutex:
+    pthread_mutex_destroy(&s->mu);
+    close(s->wake_fd);
+out_uri:
+    free(uri);
     return ret;
 }
 
 static void nbd_client_close(struct bdrv_node *bs)
 {
     struct nbd_client_state *s = bs->opaque;
-    if (s->h) {
-        nbd_shutdown(s->h, 0);
-        nbd_close(s->h);
-        s->h = NULL;
+    if (!s->h) {
+        return;
     }
+    pthread_mutex_lock(&s->mu);
+    bool dead = s->dead;
+    pthread_mutex_unlock(&s->mu);
+    if (!dead) {
+        /* Queue NBD_CMD_DISC without waiting: a server that stopped
+         * answering must not hold up the close. */
+        nbd_aio_disconnect(s->h, 0);
+    }
+    nbd_client_stop_poller(s);
+    nbd_close(s->h);
+    s->h = NULL;
+    pthread_mutex_destroy(&s->mu);
+    close(s->wake_fd);
 }
 
-/* Requests larger than the server's maximum are split. */
-static uint64_t nbd_client_chunk(struct nbd_client_state *s)
+/* Reads and writes: one command per chunk, all in flight together. */
+static int nbd_client_rw(struct bdrv_node *bs, bool write, uint64_t offset,
+                         const struct iovec *iov, int iovcnt, uint32_t fl)
 {
-    int64_t maxb = nbd_get_block_size(s->h, LIBNBD_SIZE_MAXIMUM);
-    return maxb > 0 ? MIN((uint64_t)maxb, 32u << 20) : 32u << 20;
+    struct nbd_client_state *s = bs->opaque;
+    struct nbd_client_batch b;
+    int ret = nbd_client_batch_start(s, &b);
+    if (ret < 0) {
+        return ret;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        for (uint64_t done = 0; done < iov[i].iov_len;) {
+            uint64_t n = MIN(iov[i].iov_len - done, s->chunk);
+            char *p = (char *)iov[i].iov_base + done;
+            nbd_client_batch_add(&b);
+            int64_t c = write ? nbd_aio_pwrite(s->h, p, n, offset, nbd_client_cb(&b), fl)
+                              : nbd_aio_pread(s->h, p, n, offset, nbd_client_cb(&b), 0);
+            if (c < 0) {
+                nbd_client_batch_fail(&b);
+                goto wait;
+            }
+            done += n;
+            offset += n;
+        }
+    }
+wait:
+    return nbd_client_batch_wait(&b);
 }
 
 static int nbd_client_preadv(struct bdrv_node *bs, uint64_t offset,
                              uint64_t bytes, const struct iovec *iov,
                              int iovcnt, unsigned flags)
 {
-    struct nbd_client_state *s = bs->opaque;
-    uint64_t chunk = nbd_client_chunk(s);
-    for (int i = 0; i < iovcnt; i++) {
-        uint64_t done = 0;
-        while (done < iov[i].iov_len) {
-            uint64_t n = MIN(iov[i].iov_len - done, chunk);
-            if (nbd_pread(s->h, (char *)iov[i].iov_base + done, n, offset, 0) < 0) {
-                return nbd_client_err();
-            }
-            done += n;
-            offset += n;
-        }
-    }
-    return 0;
+    return nbd_client_rw(bs, false, offset, iov, iovcnt, 0);
 }
 
 static int nbd_client_pwritev(struct bdrv_node *bs, uint64_t offset,
@@ -258,21 +706,35 @@ static int nbd_client_pwritev(struct bdrv_node *bs, uint64_t offset,
                               int iovcnt, unsigned flags)
 {
     struct nbd_client_state *s = bs->opaque;
-    uint64_t chunk = nbd_client_chunk(s);
     uint32_t fl = (flags & BDRV_REQ_FUA) && s->can_fua ? LIBNBD_CMD_FLAG_FUA : 0;
-    for (int i = 0; i < iovcnt; i++) {
-        uint64_t done = 0;
-        while (done < iov[i].iov_len) {
-            uint64_t n = MIN(iov[i].iov_len - done, chunk);
-            if (nbd_pwrite(s->h, (const char *)iov[i].iov_base + done, n, offset,
-                           fl) < 0) {
-                return nbd_client_err();
-            }
-            done += n;
-            offset += n;
-        }
+    return nbd_client_rw(bs, true, offset, iov, iovcnt, fl);
+}
+
+enum nbd_client_cmd { NBD_CLIENT_ZERO, NBD_CLIENT_TRIM };
+
+/* Write zeroes or trim, in commands of at most 1 GiB, all in flight. */
+static int nbd_client_range(struct nbd_client_state *s, enum nbd_client_cmd cmd,
+                            uint64_t offset, uint64_t bytes, uint32_t fl)
+{
+    struct nbd_client_batch b;
+    int ret = nbd_client_batch_start(s, &b);
+    if (ret < 0) {
+        return ret;
     }
-    return 0;
+    while (bytes > 0) {
+        uint64_t n = MIN(bytes, (uint64_t)1 << 30);
+        nbd_client_batch_add(&b);
+        int64_t c = cmd == NBD_CLIENT_ZERO
+                        ? nbd_aio_zero(s->h, n, offset, nbd_client_cb(&b), fl)
+                        : nbd_aio_trim(s->h, n, offset, nbd_client_cb(&b), fl);
+        if (c < 0) {
+            nbd_client_batch_fail(&b);
+            break;
+        }
+        offset += n;
+        bytes -= n;
+    }
+    return nbd_client_batch_wait(&b);
 }
 
 static int nbd_client_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset,
@@ -292,15 +754,7 @@ static int nbd_client_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset,
     if ((flags & BDRV_REQ_FUA) && s->can_fua) {
         fl |= LIBNBD_CMD_FLAG_FUA;
     }
-    while (bytes > 0) {
-        uint64_t n = MIN(bytes, (uint64_t)1 << 30);
-        if (nbd_zero(s->h, n, offset, fl) < 0) {
-            return nbd_client_err();
-        }
-        offset += n;
-        bytes -= n;
-    }
-    return 0;
+    return nbd_client_range(s, NBD_CLIENT_ZERO, offset, bytes, fl);
 }
 
 static int nbd_client_pdiscard(struct bdrv_node *bs, uint64_t offset,
@@ -310,15 +764,7 @@ static int nbd_client_pdiscard(struct bdrv_node *bs, uint64_t offset,
     if (!s->can_trim) {
         return -ENOTSUP;
     }
-    while (bytes > 0) {
-        uint64_t n = MIN(bytes, (uint64_t)1 << 30);
-        if (nbd_trim(s->h, n, offset, 0) < 0) {
-            return nbd_client_err();
-        }
-        offset += n;
-        bytes -= n;
-    }
-    return 0;
+    return nbd_client_range(s, NBD_CLIENT_TRIM, offset, bytes, 0);
 }
 
 static int nbd_client_flush(struct bdrv_node *bs)
@@ -327,7 +773,16 @@ static int nbd_client_flush(struct bdrv_node *bs)
     if (!s->can_flush) {
         return 0;
     }
-    return nbd_flush(s->h, 0) < 0 ? nbd_client_err() : 0;
+    struct nbd_client_batch b;
+    int ret = nbd_client_batch_start(s, &b);
+    if (ret < 0) {
+        return ret;
+    }
+    nbd_client_batch_add(&b);
+    if (nbd_aio_flush(s->h, nbd_client_cb(&b), 0) < 0) {
+        nbd_client_batch_fail(&b);
+    }
+    return nbd_client_batch_wait(&b);
 }
 
 struct nbd_client_extent {
@@ -336,6 +791,8 @@ struct nbd_client_extent {
     bool got;
 };
 
+/* Runs on the poller thread; the caller reads the result only after the
+ * batch's last free callback (under the node's mu). */
 static int nbd_client_extent_cb(void *opaque, const char *meta, uint64_t offset,
                                 uint32_t *entries, size_t nr, int *error)
 {
@@ -361,17 +818,27 @@ static int nbd_client_block_status(struct bdrv_node *bs, uint64_t offset,
     }
     struct nbd_client_extent e = { 0 };
     uint64_t ask = MIN(bytes, (uint64_t)UINT32_MAX & ~(uint64_t)511);
-    if (nbd_block_status(s->h, ask, offset,
-                         (nbd_extent_callback){ .callback = nbd_client_extent_cb,
-                                                .user_data = &e },
-                         LIBNBD_CMD_FLAG_REQ_ONE) < 0) {
-        return nbd_client_err();
+    struct nbd_client_batch b;
+    int ret = nbd_client_batch_start(s, &b);
+    if (ret < 0) {
+        return ret;
+    }
+    nbd_client_batch_add(&b);
+    if (nbd_aio_block_status(s->h, ask, offset,
+                             (nbd_extent_callback){ .callback = nbd_client_extent_cb,
+                                                    .user_data = &e },
+                             nbd_client_cb(&b), LIBNBD_CMD_FLAG_REQ_ONE) < 0) {
+        nbd_client_batch_fail(&b);
+    }
+    ret = nbd_client_batch_wait(&b);
+    if (ret < 0) {
+        return ret;
     }
     if (!e.got || e.len == 0) {
         return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
     }
     *pnum = MIN(e.len, bytes);
-    int ret = BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
+    ret = BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
     if (!(e.flags & LIBNBD_STATE_HOLE)) {
         ret |= BDRV_BLOCK_DATA;
     }
@@ -385,7 +852,8 @@ const struct bdrv_ops bdrv_nbd_ops = {
     .name = "nbd",
     .state_size = sizeof(struct nbd_client_state),
     .is_protocol = true,
-    /* one libnbd handle: libnbd serialises calls on it itself */
+    /* callers issue libnbd aio commands concurrently; the poller thread
+     * completes them */
     .thread_safe = true,
     .open = nbd_client_open,
     .close = nbd_client_close,
