@@ -2,10 +2,13 @@
  * block/options.c — typed open options: parsing QEMU-style option strings
  * ("driver=raw,file.filename=x,read-only=on") and turning a guest disk's
  * drive spec into options. Parsed once here; the layers below see structs.
+ * QEMU's NBD keys (server.type, server.path/host/port, export, timeout)
+ * become the nbd:// or nbd+unix:// URI the nbd driver opens.
  */
 #include "block/block-int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,10 +110,221 @@ static struct bdrv_open_opts *child_opts(struct bdrv_open_opts **slot)
     return *slot;
 }
 
+/*
+ * QEMU's NBD keys for one level of the options, gathered while parsing:
+ * they become that level's filename (an NBD URI) once every key is known,
+ * so the node and its name are the URI form's.
+ */
+struct nbd_keys {
+    struct nbd_keys *next;
+    struct bdrv_open_opts *o;
+    char *prefix;               /* "file." etc., for messages */
+    char *first;                /* the first NBD key given, as written */
+    char *type, *path, *host, *port, *export, *timeout;
+};
+
+static void nbd_keys_free(struct nbd_keys *k)
+{
+    while (k) {
+        struct nbd_keys *next = k->next;
+        free(k->prefix);
+        free(k->first);
+        free(k->type);
+        free(k->path);
+        free(k->host);
+        free(k->port);
+        free(k->export);
+        free(k->timeout);
+        free(k);
+        k = next;
+    }
+}
+
+/* Remember an NBD key of `o`; 0, 1 when `key` is not one, or -ENOMEM. */
+static int nbd_key(struct nbd_keys **list, struct bdrv_open_opts *o, const char *key,
+                   const char *full, const char *val)
+{
+    static const char *const names[] = {
+        "server.type", "server.path", "server.host", "server.port", "export", "timeout",
+    };
+    size_t i;
+    for (i = 0; i < ARRAY_SIZE(names) && strcmp(key, names[i]); i++) {
+    }
+    if (i == ARRAY_SIZE(names)) {
+        return 1;
+    }
+    struct nbd_keys *k = *list;
+    while (k && k->o != o) {
+        k = k->next;
+    }
+    if (!k) {
+        k = calloc(1, sizeof(*k));
+        if (!k) {
+            return -ENOMEM;
+        }
+        k->o = o;
+        k->prefix = strndup(full, strlen(full) - strlen(key));
+        k->first = strdup(full);
+        k->next = *list;
+        *list = k;
+        if (!k->prefix || !k->first) {
+            return -ENOMEM;
+        }
+    }
+    char **slot[] = { &k->type, &k->path, &k->host, &k->port, &k->export, &k->timeout };
+    return set_string(slot[i], val);
+}
+
+/* Append s to the string *out (length *len), %-escaping what a URI
+ * component cannot hold; `keep` are extra characters left as they are. */
+static int uri_append(char **out, size_t *len, const char *s, const char *keep)
+{
+    size_t n = strlen(s);
+    char *p = realloc(*out, *len + 3 * n + 1);
+    if (!p) {
+        return -ENOMEM;
+    }
+    *out = p;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~", c) || (c && strchr(keep, c))) {
+            p[(*len)++] = (char)c;
+        } else {
+            *len += (size_t)sprintf(p + *len, "%%%02X", c);
+        }
+    }
+    p[*len] = 0;
+    return 0;
+}
+
+/* Whether s is a TCP port number, 1..65535. */
+static bool is_port(const char *s)
+{
+    char *end;
+    if (*s < '0' || *s > '9') {
+        return false;
+    }
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    return !*end && !errno && v >= 1 && v <= 65535;
+}
+
+/* Turn one level's NBD keys into its filename (see struct nbd_keys). */
+static int nbd_keys_apply(struct nbd_keys *k, struct error **errp)
+{
+    struct bdrv_open_opts *o = k->o;
+    const char *pre = k->prefix;
+    bool server = k->type || k->path || k->host || k->port;
+    char *uri = NULL;
+    size_t len = 0;
+
+    if (o->driver && strcmp(o->driver, "nbd")) {
+        error_setg(errp, "Block driver '%s' does not support the option '%s'",
+                   o->driver, k->first);
+        return -EINVAL;
+    }
+    if (o->filename && (server || k->export)) {
+        error_setg(errp, "An NBD URI ('%sfilename') cannot be combined with "
+                   "'%s%s'", pre, pre, server ? "server.*" : "export");
+        return -EINVAL;
+    }
+    if (o->filename && strncmp(o->filename, "nbd://", 6) &&
+        strncmp(o->filename, "nbds://", 7) && strncmp(o->filename, "nbd+unix://", 11) &&
+        strncmp(o->filename, "nbds+unix://", 12)) {
+        error_setg(errp, "Parameter '%s' needs an NBD export (an nbd:// URI or "
+                   "server.* options)", k->first);
+        return -EINVAL;
+    }
+    if (o->filename) {
+        /* timeout= with a URI: it travels in the query */
+        const char *sep = strchr(o->filename, '?') ? "&timeout=" : "?timeout=";
+        len = strlen(o->filename);
+        uri = strdup(o->filename);
+        if (!uri || uri_append(&uri, &len, sep, "?&=") < 0 ||
+            uri_append(&uri, &len, k->timeout, "") < 0) {
+            goto nomem;
+        }
+        goto done;
+    }
+    if (!server) {
+        if (!k->export) {
+            return 0;   /* timeout alone: the open path reports the missing file */
+        }
+        error_setg(errp, "Parameter '%sserver.type' is missing", pre);
+        return -EINVAL;
+    }
+    if (!k->type) {
+        error_setg(errp, "Parameter '%sserver.type' is missing", pre);
+        return -EINVAL;
+    }
+    if (!strcmp(k->type, "unix")) {
+        if (k->host || k->port) {
+            error_setg(errp, "Parameter '%sserver.%s' is not valid with server.type=unix",
+                       pre, k->host ? "host" : "port");
+            return -EINVAL;
+        }
+        if (!k->path || !k->path[0]) {
+            error_setg(errp, "Parameter '%sserver.path' is missing", pre);
+            return -EINVAL;
+        }
+        if (uri_append(&uri, &len, "nbd+unix:///", "+:/") < 0 ||
+            uri_append(&uri, &len, k->export ? k->export : "", "/") < 0 ||
+            uri_append(&uri, &len, "?socket=", "?=") < 0 ||
+            uri_append(&uri, &len, k->path, "/") < 0) {
+            goto nomem;
+        }
+    } else if (!strcmp(k->type, "inet")) {
+        if (k->path) {
+            error_setg(errp, "Parameter '%sserver.path' is not valid with server.type=inet",
+                       pre);
+            return -EINVAL;
+        }
+        if (!k->host || !k->host[0]) {
+            error_setg(errp, "Parameter '%sserver.host' is missing", pre);
+            return -EINVAL;
+        }
+        if (k->port && !is_port(k->port)) {
+            error_setg(errp, "Parameter '%sserver.port' expects a port number "
+                       "(1-65535): '%s'", pre, k->port);
+            return -EINVAL;
+        }
+        bool v6 = strchr(k->host, ':') != NULL;
+        if (uri_append(&uri, &len, v6 ? "nbd://[" : "nbd://", ":/[") < 0 ||
+            uri_append(&uri, &len, k->host, v6 ? ":" : "") < 0 ||
+            uri_append(&uri, &len, v6 ? "]:" : ":", "]:") < 0 ||
+            uri_append(&uri, &len, k->port ? k->port : "10809", "") < 0 ||
+            uri_append(&uri, &len, "/", "/") < 0 ||
+            uri_append(&uri, &len, k->export ? k->export : "", "/") < 0) {
+            goto nomem;
+        }
+    } else {
+        static const char *const types[] = { "unix", "inet", NULL };
+        char key[64];
+        snprintf(key, sizeof(key), "%sserver.type", pre);
+        return bad_choice(key, k->type, types, errp);
+    }
+    if (k->timeout) {
+        const char *sep = strchr(uri, '?') ? "&timeout=" : "?timeout=";
+        if (uri_append(&uri, &len, sep, "?&=") < 0 ||
+            uri_append(&uri, &len, k->timeout, "") < 0) {
+            goto nomem;
+        }
+    }
+done:
+    free(o->filename);
+    o->filename = uri;
+    return 0;
+nomem:
+    free(uri);
+    error_setg(errp, "Out of memory");
+    return -ENOMEM;
+}
+
 /* Apply one key (relative to `o`); `full` is the key as written, for
- * messages. */
+ * messages. NBD keys are gathered in *nbd (see nbd_keys_apply). */
 static int apply_key(struct bdrv_open_opts *o, const char *key, const char *full,
-                     const char *val, struct error **errp)
+                     const char *val, struct nbd_keys **nbd, struct error **errp)
 {
     bool b;
     int i;
@@ -122,7 +336,11 @@ static int apply_key(struct bdrv_open_opts *o, const char *key, const char *full
             error_setg(errp, "Out of memory");
             return -ENOMEM;
         }
-        return apply_key(c, key + (is_file ? 5 : 8), full, val, errp);
+        return apply_key(c, key + (is_file ? 5 : 8), full, val, nbd, errp);
+    }
+    int r = nbd_key(nbd, o, key, full, val);
+    if (r <= 0) {
+        return r;
     }
     if (!strcmp(key, "driver")) {
         return set_string(&o->driver, val);
@@ -263,6 +481,7 @@ int bdrv_open_opts_parse(const char *str, struct bdrv_open_opts *o,
         return o->filename ? 0 : -ENOMEM;
     }
     struct kvlist kv = { 0 };
+    struct nbd_keys *nbd = NULL;
     int ret = opts_split(str, "filename", &kv, errp);
     if (ret < 0) {
         return ret;
@@ -276,13 +495,26 @@ int bdrv_open_opts_parse(const char *str, struct bdrv_open_opts *o,
             }
         }
         if (ret == 0) {
-            ret = apply_key(o, kv.v[i].key, kv.v[i].key, kv.v[i].value, errp);
+            ret = apply_key(o, kv.v[i].key, kv.v[i].key, kv.v[i].value, &nbd, errp);
         }
         if (ret == -ENOMEM) {
             error_setg(errp, "Out of memory");
         }
     }
     kvlist_free(&kv);
+    /* The list is in reverse order of first use: apply the first level
+     * named first so the message names the outermost mistake. */
+    struct nbd_keys *rev = NULL;
+    while (nbd) {
+        struct nbd_keys *k = nbd;
+        nbd = k->next;
+        k->next = rev;
+        rev = k;
+    }
+    for (struct nbd_keys *k = rev; k && ret == 0; k = k->next) {
+        ret = nbd_keys_apply(k, errp);
+    }
+    nbd_keys_free(rev);
     if (ret == 0) {
         ret = check_conflicts(o, errp);
     }
