@@ -144,6 +144,79 @@ static int ex_cache(void *opaque, uint64_t off, uint32_t len,
     return complete_later(ex, 0, cb, cb_opaque);
 }
 
+/*
+ * Block status of a read-only export is looked up for a long span at once
+ * and kept: READs of a sequential reader then find their run in the cache
+ * instead of asking the file system (two lseeks per request for raw) or
+ * walking L2 tables again.
+ */
+#define BS_CACHE_SPAN   (256ull << 20)
+/* Readahead hint size beyond a request (see ex_readahead). */
+#define RA_AHEAD        (8ull << 20)
+
+static int bs_lookup(struct nbd_blk_export *ex, uint64_t off, uint64_t want,
+                     uint64_t *pnum, uint64_t *map, int *depth)
+{
+    if (!ex->bs_cached) {
+        return bdrv_block_status(ex->root, off, want, pnum, map, depth);
+    }
+    for (unsigned i = 0; i < NBD_BS_CACHE_SLOTS; i++) {
+        const struct nbd_bs_cache *c = &ex->bsc[i];
+        if (off >= c->off && off - c->off < c->len) {
+            uint64_t skip = off - c->off;
+            *pnum = MIN(c->len - skip, want);
+            *map = c->map + skip;
+            *depth = c->depth;
+            return c->ret;
+        }
+    }
+    uint64_t span = MAX(want, MIN(BS_CACHE_SPAN, ex->base + ex->size - off));
+    uint64_t n = 0, m = 0;
+    int d = 0;
+    int ret = bdrv_block_status(ex->root, off, span, &n, &m, &d);
+    if (ret >= 0 && n > 0) {
+        ex->bsc[ex->bsc_next] = (struct nbd_bs_cache){
+            .off = off, .len = n, .ret = ret, .map = m, .depth = d,
+        };
+        ex->bsc_next = (ex->bsc_next + 1) % NBD_BS_CACHE_SLOTS;
+    }
+    *pnum = MIN(n, want);
+    *map = m;
+    *depth = d;
+    return ret;
+}
+
+/*
+ * Spliced reads happen later on the event loop: ask the kernel to start
+ * reading what is not cached yet, so that a cold page cache blocks the loop
+ * less. A reader going on sequentially asks again only when it passes the
+ * end of its window, RA_AHEAD at a time: one system call per few megabytes
+ * rather than one per request.
+ */
+static void ex_readahead(struct nbd_blk_export *ex, int fd, uint64_t off,
+                         uint64_t len)
+{
+    uint64_t end = off + len;
+    struct nbd_ra_window *w = NULL;
+    for (unsigned i = 0; i < NBD_RA_SLOTS; i++) {
+        if (ex->ra[i].end && off >= ex->ra[i].start && off <= ex->ra[i].end) {
+            w = &ex->ra[i];
+            break;
+        }
+    }
+    if (w && end <= w->end) {
+        return;
+    }
+    uint64_t from = w ? w->end : off;
+    if (!w) {
+        w = &ex->ra[ex->ra_next];
+        ex->ra_next = (ex->ra_next + 1) % NBD_RA_SLOTS;
+        w->start = off;
+    }
+    w->end = end + RA_AHEAD;
+    posix_fadvise(fd, from, w->end - from, POSIX_FADV_WILLNEED);
+}
+
 /* Block status: runs on a worker for formats with metadata, inline for raw. */
 struct bs_job {
     struct nbd_blk_export *ex;
@@ -166,8 +239,8 @@ static int bs_collect(struct bs_job *j)
         uint64_t pnum = 0, map = 0;
         int depth = 0;
         uint64_t want = j->len - pos;
-        int ret = bdrv_block_status(ex->root, ex->base + j->off + pos, want,
-                                    &pnum, &map, &depth);
+        int ret = bs_lookup(ex, ex->base + j->off + pos, want, &pnum, &map,
+                            &depth);
         if (ret < 0) {
             if (n > 0) {
                 break;      /* report what is known */
@@ -197,9 +270,7 @@ static int bs_collect(struct bs_job *j)
             }
         }
         if (e.fd >= 0) {
-            /* The send happens later on the event loop: start reading
-             * what is not cached yet now, so that it blocks less. */
-            posix_fadvise(e.fd, e.foff, e.len, POSIX_FADV_WILLNEED);
+            ex_readahead(ex, e.fd, e.foff, e.len);
         }
         struct nbd_extent *prev = n ? &j->ext[n - 1] : NULL;
         if (prev && prev->flags == e.flags && prev->depth == e.depth &&
@@ -332,6 +403,8 @@ int nbd_blk_export_open(struct nbd_blk_export *ex, struct event_loop *loop,
      * ever read, so its lock is never held long */
     ex->bs_inline = strcmp(bdrv_driver_name(ex->root), "raw") == 0 ||
                     blk_is_read_only(ex->blk);
+    /* inline too, so the cache is only touched by the loop thread */
+    ex->bs_cached = blk_is_read_only(ex->blk);
     uint64_t pstart = 0;
     if (cfg->partition) {
         uint64_t psize;

@@ -23,6 +23,24 @@ struct nbd_export_cfg {
     enum cache_mode cache;
 };
 
+/* A block status answer remembered by a read-only export (nothing can
+ * change the image under it), so that the READs that follow skip the
+ * lookup. */
+struct nbd_bs_cache {
+    uint64_t off, len;          /* node offsets; len 0 = unused */
+    int ret;                    /* BDRV_BLOCK_* */
+    uint64_t map;               /* protocol offset of `off` if OFFSET_VALID */
+    int depth;
+};
+
+/* A readahead window already requested on the zero-copy descriptor. */
+struct nbd_ra_window {
+    uint64_t start, end;        /* file offsets; end 0 = unused */
+};
+
+#define NBD_BS_CACHE_SLOTS  4   /* one per sequential reader, a few readers */
+#define NBD_RA_SLOTS        4
+
 struct nbd_blk_export {
     struct nbd_export exp;      /* what sessions see; opaque = this */
     struct event_loop *loop;
@@ -33,6 +51,11 @@ struct nbd_blk_export {
     bool bs_inline;             /* block status is cheap: run it inline */
     int zc_fd;                  /* read-only fd of the raw file, or -1 */
     bool zc_identity;           /* raw: file offset == node offset */
+    bool bs_cached;             /* read-only: block status answers are kept */
+    struct nbd_bs_cache bsc[NBD_BS_CACHE_SLOTS];
+    unsigned bsc_next;          /* slot replaced next */
+    struct nbd_ra_window ra[NBD_RA_SLOTS];
+    unsigned ra_next;
 };
 
 int nbd_blk_export_open(struct nbd_blk_export *ex, struct event_loop *loop,

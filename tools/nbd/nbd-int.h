@@ -112,6 +112,8 @@ struct nbd_seg {
     int fd;
     uint64_t foff;
     struct nbd_req *owner;
+    bool msg_start;             /* begins a transmission reply or chunk */
+    bool urgent;                /* queued ahead of bulk replies (nbd_out_msg_urgent) */
     char inline_buf[32];        /* small headers live here */
 };
 
@@ -249,6 +251,18 @@ struct nbd_seg *nbd_out_seg(struct nbd_session *s, enum nbd_seg_kind kind,
                             size_t len, struct nbd_req *owner);
 /* Queue a copy of small data (<= 32 bytes inline, larger allocated). */
 void nbd_out_bytes(struct nbd_session *s, const void *data, size_t len);
+/* The same for the first piece of a transmission reply (or structured
+ * chunk); segments queued after it until the next such piece are its
+ * payload. */
+void nbd_out_msg(struct nbd_session *s, const void *data, size_t len);
+/*
+ * A whole small reply or chunk that goes ahead of queued ones that have not
+ * started yet (after the one being sent and earlier urgent ones): clients
+ * such as nbdcopy wait for block status before they send more reads, and
+ * would otherwise idle while megabytes of earlier read data drain. Replies
+ * to different requests may go out in any order.
+ */
+void nbd_out_msg_urgent(struct nbd_session *s, const void *data, size_t len);
 void nbd_session_fatal(struct nbd_session *s, const char *why);
 void nbd_req_unref(struct nbd_req *r);
 void nbd_session_notify(struct nbd_session *s);

@@ -87,8 +87,8 @@ void nbd_session_free(struct nbd_session *s)
 /* Output queue                                                        */
 /* ------------------------------------------------------------------ */
 
-struct nbd_seg *nbd_out_seg(struct nbd_session *s, enum nbd_seg_kind kind,
-                            size_t len, struct nbd_req *owner)
+static struct nbd_seg *seg_new(enum nbd_seg_kind kind, size_t len,
+                               struct nbd_req *owner)
 {
     struct nbd_seg *seg = calloc(1, sizeof(*seg));
     if (!seg) {
@@ -101,22 +101,13 @@ struct nbd_seg *nbd_out_seg(struct nbd_session *s, enum nbd_seg_kind kind,
     if (owner) {
         owner->refs++;
     }
-    if (s->out_tail) {
-        s->out_tail->next = seg;
-    } else {
-        s->out_head = seg;
-    }
-    s->out_tail = seg;
-    s->out_bytes += len;
     return seg;
 }
 
-void nbd_out_bytes(struct nbd_session *s, const void *data, size_t len)
+/* A memory segment holding a copy of data (inline when small). */
+static struct nbd_seg *seg_copy(const void *data, size_t len)
 {
-    if (len == 0) {
-        return;
-    }
-    struct nbd_seg *seg = nbd_out_seg(s, NBD_SEG_MEM, len, NULL);
+    struct nbd_seg *seg = seg_new(NBD_SEG_MEM, len, NULL);
     if (len <= sizeof(seg->inline_buf)) {
         memcpy(seg->inline_buf, data, len);
         seg->ptr = seg->inline_buf;
@@ -128,6 +119,73 @@ void nbd_out_bytes(struct nbd_session *s, const void *data, size_t len)
         memcpy(p, data, len);
         seg->ptr = p;
     }
+    return seg;
+}
+
+static void seg_append(struct nbd_session *s, struct nbd_seg *seg)
+{
+    if (s->out_tail) {
+        s->out_tail->next = seg;
+    } else {
+        s->out_head = seg;
+    }
+    s->out_tail = seg;
+    s->out_bytes += seg->len;
+}
+
+struct nbd_seg *nbd_out_seg(struct nbd_session *s, enum nbd_seg_kind kind,
+                            size_t len, struct nbd_req *owner)
+{
+    struct nbd_seg *seg = seg_new(kind, len, owner);
+    seg_append(s, seg);
+    return seg;
+}
+
+void nbd_out_bytes(struct nbd_session *s, const void *data, size_t len)
+{
+    if (len == 0) {
+        return;
+    }
+    seg_append(s, seg_copy(data, len));
+}
+
+void nbd_out_msg(struct nbd_session *s, const void *data, size_t len)
+{
+    struct nbd_seg *seg = seg_copy(data, len);
+    seg->msg_start = true;
+    seg_append(s, seg);
+}
+
+/* The last segment of the message that `seg` is part of. */
+static struct nbd_seg *msg_end(struct nbd_seg *seg)
+{
+    while (seg->next && !seg->next->msg_start) {
+        seg = seg->next;
+    }
+    return seg;
+}
+
+void nbd_out_msg_urgent(struct nbd_session *s, const void *data, size_t len)
+{
+    struct nbd_seg *seg = seg_copy(data, len);
+    seg->msg_start = true;
+    seg->urgent = true;
+    if (!s->out_head) {
+        seg_append(s, seg);
+        return;
+    }
+    /* after the message on the wire now, and after earlier urgent ones */
+    struct nbd_seg *at = msg_end(s->out_head);
+    while (at->next && at->next->urgent) {
+        at = msg_end(at->next);
+    }
+    if (at == s->out_tail) {
+        seg_append(s, seg);
+        return;
+    }
+    seg->next = at->next;
+    at->next = seg;
+    s->out_bytes += len;
 }
 
 struct nbd_seg *nbd_session_out(struct nbd_session *s)

@@ -49,7 +49,7 @@ static void simple_reply(struct nbd_session *s, struct nbd_req *r, int err)
     nbd_put32(h, NBD_SIMPLE_REPLY_MAGIC);
     nbd_put32(h + 4, nbd_errno_to_wire(-err));
     nbd_put64(h + 8, r->cookie);
-    nbd_out_bytes(s, h, sizeof(h));
+    nbd_out_msg(s, h, sizeof(h));
 }
 
 static void chunk_hdr(char *h, struct nbd_req *r, uint16_t flags, uint16_t type,
@@ -73,7 +73,7 @@ static void error_chunk(struct nbd_session *s, struct nbd_req *r, int err,
     nbd_put32(b + 20, nbd_errno_to_wire(-err));
     nbd_put16(b + 24, ml);
     memcpy(b + 26, msg, ml);
-    nbd_out_bytes(s, b, NBD_CHUNK_HDR_LEN + 6 + ml);
+    nbd_out_msg(s, b, NBD_CHUNK_HDR_LEN + 6 + ml);
 }
 
 /* An error for any command: READ and BLOCK_STATUS under structured
@@ -156,13 +156,13 @@ static void read_reply(struct nbd_session *s, struct nbd_req *r)
     char h[NBD_CHUNK_HDR_LEN + 12];
     if (r->len == 0) {
         chunk_hdr(h, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
-        nbd_out_bytes(s, h, NBD_CHUNK_HDR_LEN);
+        nbd_out_msg(s, h, NBD_CHUNK_HDR_LEN);
         return;
     }
     if (r->flags & NBD_CMD_FLAG_DF) {
         chunk_hdr(h, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, 8 + r->len);
         nbd_put64(h + 20, r->off);
-        nbd_out_bytes(s, h, 28);
+        nbd_out_msg(s, h, 28);
         queue_pieces(s, r, 0, r->n_ext, 0);
         return;
     }
@@ -182,11 +182,11 @@ static void read_reply(struct nbd_session *s, struct nbd_req *r)
             chunk_hdr(h, r, fl, NBD_REPLY_TYPE_OFFSET_HOLE, 12);
             nbd_put64(h + 20, r->off + pos);
             nbd_put32(h + 28, run);
-            nbd_out_bytes(s, h, 32);
+            nbd_out_msg(s, h, 32);
         } else {
             chunk_hdr(h, r, fl, NBD_REPLY_TYPE_OFFSET_DATA, 8 + run);
             nbd_put64(h + 20, r->off + pos);
-            nbd_out_bytes(s, h, 28);
+            nbd_out_msg(s, h, 28);
             queue_pieces(s, r, i, j, pos);
         }
         pos += run;
@@ -358,7 +358,7 @@ static void bs_done(void *opaque, int ret)
             chunk_hdr(b, r, c == last ? NBD_REPLY_FLAG_DONE : 0,
                       NBD_REPLY_TYPE_BLOCK_STATUS, len);
             nbd_put32(b + NBD_CHUNK_HDR_LEN, ids[c]);
-            nbd_out_bytes(s, b, NBD_CHUNK_HDR_LEN + len);
+            nbd_out_msg_urgent(s, b, NBD_CHUNK_HDR_LEN + len);
             free(b);
         }
     }
