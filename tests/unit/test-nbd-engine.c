@@ -19,6 +19,7 @@ static struct nbd_policy pol;
 static struct nbd_session *s;
 static uint8_t out[4 << 20];
 static size_t out_len, out_pos;
+static bool hold_output;        /* feed() leaves the output queued */
 
 static void setup(void)
 {
@@ -27,6 +28,7 @@ static void setup(void)
     m.exp.description = "memory disk";
     pol = (struct nbd_policy){ .max_inflight = 16, .max_buffered = 64 << 20 };
     out_len = out_pos = 0;
+    hold_output = false;
     s = NULL;
 }
 
@@ -39,12 +41,13 @@ static void teardown(void)
     memx_free(&m);
 }
 
-/* Move queued output into out[]. */
-static void drain(void)
+/* Move up to max bytes of queued output into out[] (as a short send). */
+static void drain_upto(size_t max)
 {
     struct nbd_seg *seg;
-    while ((seg = nbd_session_out(s)) != NULL) {
-        size_t n = seg->len - seg->done;
+    while (max > 0 && (seg = nbd_session_out(s)) != NULL) {
+        size_t n = MIN(seg->len - seg->done, max);
+        max -= n;
         ck_assert_uint_le(out_len + n, sizeof(out));
         if (seg->kind == NBD_SEG_MEM) {
             memcpy(out + out_len, seg->ptr + seg->done, n);
@@ -55,6 +58,11 @@ static void drain(void)
         out_len += n;
         nbd_session_out_sent(s, n);
     }
+}
+
+static void drain(void)
+{
+    drain_upto(SIZE_MAX);
 }
 
 static void feed(const void *data, size_t len)
@@ -70,7 +78,9 @@ static void feed(const void *data, size_t len)
         p += n;
         len -= n;
     }
-    drain();
+    if (!hold_output) {
+        drain();
+    }
 }
 
 static const uint8_t *take(size_t n)
@@ -354,6 +364,45 @@ START_TEST(test_read_holes_and_status)
 }
 END_TEST
 
+/* Block status replies overtake queued read data, never a reply that is
+ * partly sent, and keep their own order. */
+START_TEST(test_status_ahead_of_reads)
+{
+    start();
+    sr_and_meta(false);
+    go();
+    static uint8_t data[8192];
+    memset(data, 0xcd, sizeof(data));
+    request(NBD_CMD_WRITE, 0, 1, 0, 8192, data);
+    expect_simple(1, 0);
+    hold_output = true;
+    request(NBD_CMD_READ, 0, 2, 0, 8192, NULL);
+    request(NBD_CMD_READ, 0, 3, 4096, 4096, NULL);
+    drain_upto(10);                     /* reply 2 is on the wire */
+    request(NBD_CMD_BLOCK_STATUS, 0, 4, 0, 16384, NULL);
+    request(NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 5, 8192, 8192, NULL);
+    hold_output = false;
+    drain();
+    uint16_t type, flags;
+    uint32_t l;
+    const uint8_t *d = expect_chunk(2, &type, &flags, &l);
+    ck_assert(type == NBD_REPLY_TYPE_OFFSET_DATA && flags == NBD_REPLY_FLAG_DONE);
+    ck_assert(l == 8 + 8192 && d[8] == 0xcd && d[8 + 8191] == 0xcd);
+    d = expect_chunk(4, &type, &flags, &l);
+    ck_assert(type == NBD_REPLY_TYPE_BLOCK_STATUS && flags == NBD_REPLY_FLAG_DONE);
+    ck_assert(l == 4 + 2 * 8 && nbd_get32(d) == 1);
+    ck_assert(nbd_get32(d + 4) == 8192 && nbd_get32(d + 8) == 0);
+    ck_assert(nbd_get32(d + 12) == 8192 && nbd_get32(d + 16) == 3);
+    d = expect_chunk(5, &type, &flags, &l);
+    ck_assert(type == NBD_REPLY_TYPE_BLOCK_STATUS && flags == NBD_REPLY_FLAG_DONE);
+    ck_assert(l == 12 && nbd_get32(d + 4) == 8192 && nbd_get32(d + 8) == 3);
+    d = expect_chunk(3, &type, &flags, &l);
+    ck_assert(type == NBD_REPLY_TYPE_OFFSET_DATA && flags == NBD_REPLY_FLAG_DONE);
+    ck_assert(l == 8 + 4096 && nbd_get64(d) == 4096 && d[8] == 0xcd);
+    ck_assert_uint_eq(out_pos, out_len);
+}
+END_TEST
+
 START_TEST(test_read_only_errors)
 {
     m.exp.read_only = true;
@@ -487,6 +536,7 @@ int main(void)
     tcase_add_test(tc, test_tls_required);
     tcase_add_test(tc, test_export_name_before_tls_drops);
     tcase_add_test(tc, test_read_holes_and_status);
+    tcase_add_test(tc, test_status_ahead_of_reads);
     tcase_add_test(tc, test_read_only_errors);
     tcase_add_test(tc, test_write_errors);
     tcase_add_test(tc, test_out_of_order_and_backpressure);
