@@ -11,48 +11,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const struct img_cmd img_cmds[] = {
     { "amend", img_cmd_amend,
-      "amend [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename" },
-    { "bench", img_cmd_bench,
-      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-n] "
-      "[-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] "
-      "[-w] [-U] filename" },
+      "amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] "
+      "-o options filename" },
+    { "bench", img_cmd_bench, .no_object = true, .synopsis =
+      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
+      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] "
+      "[-t cache] [-w] [-U] filename" },
     { "check", img_cmd_check,
-      "check [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] "
-      "[-T src_cache] [-U] filename" },
+      "check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] "
+      "[-r [leaks | all]] [-T src_cache] [-U] filename" },
     { "commit", img_cmd_commit,
-      "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-d] [-p] filename" },
+      "commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base] "
+      "[-r rate_limit] [-d] [-p] filename" },
     { "compare", img_cmd_compare,
-      "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
-      "filename1 filename2" },
+      "compare [--object objectdef] [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] "
+      "[-s] [-U] filename1 filename2" },
     { "convert", img_cmd_convert,
-      "convert [--image-opts] [--target-is-zero] [-U] [-c] [-p] [-q] [-n] [-f fmt] "
-      "[-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] "
-      "[-o options] [-S sparse_size] [-m num_coroutines] [-W] filename [filename2 [...]] "
-      "output_filename" },
+      "convert [--object objectdef] [--image-opts] [--target-image-opts] [--target-is-zero] "
+      "[-U] [-C] [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] "
+      "[-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-r rate_limit] "
+      "[-m num_coroutines] [-W] filename [filename2 [...]] output_filename" },
     { "create", img_cmd_create,
-      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] "
-      "filename [size]" },
+      "create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] "
+      "[-o options] filename [size]" },
     { "dd", img_cmd_dd,
-      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
-      "[skip=blocks] if=input of=output" },
+      "dd [--object objectdef] [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] "
+      "[count=blocks] [skip=blocks] if=input of=output" },
     { "info", img_cmd_info,
-      "info [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename" },
+      "info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] "
+      "[-U] filename" },
     { "map", img_cmd_map,
-      "map [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] "
-      "[--output=ofmt] [-U] filename" },
+      "map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] "
+      "[--max-length=len] [--output=ofmt] [-U] filename" },
     { "measure", img_cmd_measure,
-      "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--image-opts] "
-      "[-f fmt] filename]" },
+      "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] "
+      "[--image-opts] [-f fmt] [-U] filename]" },
     { "rebase", img_cmd_rebase,
-      "rebase [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] "
-      "-b backing_file [-F backing_fmt] filename" },
+      "rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] "
+      "[-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename" },
     { "resize", img_cmd_resize,
-      "resize [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
-      "filename [+ | -]size" },
+      "resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] "
+      "[--shrink] filename [+ | -]size" },
 };
 
 static void usage(FILE *out)
@@ -153,6 +157,49 @@ struct bdrv_node *img_open(const char *filename, const char *fmt, bool read_only
 {
     struct img_open_flags fl = { .read_only = read_only, .force_share = force_share };
     return img_open_ex(filename, fmt, &fl);
+}
+
+int img_parse_rate(const char *s, uint64_t *out)
+{
+    if (img_parse_size(s, out) < 0 || *out > INT64_MAX) {
+        img_error("Invalid rate limit specified. You may use k, M, G, T, P or E suffixes for");
+        img_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return -1;
+    }
+    return 0;
+}
+
+void img_ratelimit_init(struct img_ratelimit *rl, uint64_t rate)
+{
+    pthread_mutex_init(&rl->lock, NULL);
+    rl->rate = rate;
+    rl->start_ns = clock_ns();
+    rl->sent = 0;
+}
+
+void img_ratelimit_wait(struct img_ratelimit *rl, uint64_t bytes)
+{
+    if (!rl->rate) {
+        return;
+    }
+    pthread_mutex_lock(&rl->lock);
+    /* This request may start once what went before it has had its time
+     * at `rate`; the first one goes at once. */
+    uint64_t due = rl->start_ns + (uint64_t)((double)rl->sent * 1e9 / (double)rl->rate);
+    rl->sent += bytes;
+    pthread_mutex_unlock(&rl->lock);
+    uint64_t now = clock_ns();
+    if (due > now) {
+        uint64_t d = due - now;
+        struct timespec ts = { (time_t)(d / 1000000000u), (long)(d % 1000000000u) };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+    }
+}
+
+void img_ratelimit_destroy(struct img_ratelimit *rl)
+{
+    pthread_mutex_destroy(&rl->lock);
 }
 
 int img_parse_cache(const char *s, enum cache_mode *out)
@@ -397,7 +444,14 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], img_cmds[i].name)) {
             /* getopt names the program from argv[0] in its messages. */
             argv[1] = (char *)"diskdm-img";
-            return img_cmds[i].run(argc - 1, argv + 1);
+            int n = argc - 1;
+            if (!img_cmds[i].no_object) {
+                int r = img_objects_take(&n, argv + 1);
+                if (r >= 0) {
+                    return r;
+                }
+            }
+            return img_cmds[i].run(n, argv + 1);
         }
     }
     return img_usage_error("Command not found: %s", argv[1]);

@@ -8,6 +8,7 @@
 
 #include "block/block.h"
 
+#include <pthread.h>
 #include <stdio.h>
 
 struct json_object;
@@ -23,6 +24,9 @@ struct img_cmd {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *synopsis;       /* for --help and usage errors */
+    /* The subcommand does not take --object (qemu-img bench); the others
+     * get theirs checked and taken out of argv by main() before `run`. */
+    bool no_object;
 };
 
 int img_cmd_create(int argc, char **argv);
@@ -90,6 +94,28 @@ void img_progress_init(struct img_progress *p, bool wanted);
 void img_progress_update(struct img_progress *p, uint64_t done, uint64_t total);
 void img_progress_cb(void *opaque, uint64_t done, uint64_t total);
 void img_progress_end(struct img_progress *p);
+
+/* Check every --object in argv (argv[0] is the subcommand) as qemu-img
+ * does and take them out, updating *argc. Returns -1 when the subcommand
+ * should run, else the exit code (0 after a help listing). */
+int img_objects_take(int *argc, char **argv);
+
+/* -r: a rate limit in bytes per second with qemu-img's suffixes, 0 = no
+ * limit. -1 after printing qemu-img's message. */
+int img_parse_rate(const char *s, uint64_t *out);
+
+/* Keeps a copy at or below `rate` bytes per second on average: each
+ * caller waits until the bytes let through before it have had their
+ * time. Safe to share between threads. */
+struct img_ratelimit {
+    pthread_mutex_t lock;
+    uint64_t rate;              /* bytes per second; 0 = unlimited */
+    uint64_t start_ns;
+    uint64_t sent;              /* bytes let through so far */
+};
+void img_ratelimit_init(struct img_ratelimit *rl, uint64_t rate);
+void img_ratelimit_wait(struct img_ratelimit *rl, uint64_t bytes);
+void img_ratelimit_destroy(struct img_ratelimit *rl);
 
 /* Print a JSON value laid out as qemu-img does (four-space indents). */
 void img_json_print(struct json_object *v);
