@@ -646,7 +646,12 @@ static void cmd_start_stop_unit(struct ide_drive *s, uint8_t *buf)
             return;
         }
         /* The tray moves; the medium stays in the backend, as in QEMU. */
-        s->tray_open = !start;
+        if (s->tray_open == start) {
+            s->tray_open = !start;
+            atapi_cmd_ok(s);
+            machine_tray_moved(s->bus->ctrl->m, s->blk, s->tray_open);
+            return;
+        }
     }
     atapi_cmd_ok(s);
 }

@@ -104,6 +104,9 @@ void irq_line_drive(struct irq_line *l, bool level);
 /* Move a line to another GSI (PIRQ routing), keeping its level. */
 void irq_line_connect(struct irq_line *l, int gsi);
 
+/* A guest moved a tray (see machine_set_tray_observer): tell the owner. */
+void machine_tray_moved(struct machine *m, struct blk_backend *blk, bool open);
+
 /* Deliver an MSI: a 32-bit write of `data` to `addr` (0xfee00000 window). */
 void machine_msi_write(struct machine *m, uint64_t addr, uint32_t data);
 

@@ -69,6 +69,19 @@ void machine_set_irq_observer(struct machine *m, machine_irq_fn *irq,
                               machine_msi_fn *msi, void *opaque);
 bool machine_irq_level(const struct machine *m, int gsi);
 
+/*
+ * Removable media, for the machine's owner: called when the guest moves a
+ * CD-ROM tray (START STOP UNIT with LoEj set, opening or closing it), with
+ * the drive's backend and where the tray is now. Not called for moves the
+ * host makes itself (blk_insert/blk_eject). The owner may look at the
+ * backend but must not detach the drive from inside the call. As QEMU's
+ * DEVICE_TRAY_MOVED event: the owner learns of an eject at once, without
+ * polling blk_dev_is_tray_open.
+ */
+typedef void machine_tray_fn(void *opaque, struct blk_backend *blk, bool open);
+void machine_set_tray_observer(struct machine *m, machine_tray_fn *fn,
+                               void *opaque);
+
 /* System reset: every device to its power-on state. */
 void machine_reset(struct machine *m);
 

@@ -51,6 +51,8 @@ struct machine {
     machine_irq_fn *irq_obs;
     machine_msi_fn *msi_obs;
     void *obs_opaque;
+    machine_tray_fn *tray_obs;
+    void *tray_opaque;
 
     struct io_region msi_region;
     struct pci_bus *pci;
@@ -492,6 +494,19 @@ void machine_set_irq_observer(struct machine *m, machine_irq_fn *irq,
     m->irq_obs = irq;
     m->msi_obs = msi;
     m->obs_opaque = opaque;
+}
+
+void machine_set_tray_observer(struct machine *m, machine_tray_fn *fn,
+                               void *opaque)
+{
+    m->tray_obs = fn;
+    m->tray_opaque = opaque;
+}
+
+void machine_tray_moved(struct machine *m, struct blk_backend *blk, bool open)
+{
+    if (m->tray_obs)
+        m->tray_obs(m->tray_opaque, blk, open);
 }
 
 void machine_msi_write(struct machine *m, uint64_t addr, uint32_t data)

@@ -20,14 +20,6 @@
 
 #define TOKEN_VBDS "vbds"
 
-/*
- * How often CD-ROM drives are checked for a tray the guest opened. The
- * ATAPI device keeps its tray state to itself (blk_dev_is_tray_open asks
- * it), so the device model looks; a toolstack reacts to `eject` on a human
- * time scale.
- */
-#define EJECT_POLL_MS 100
-
 /* One vbd the device model has attached. */
 struct xen_vbd {
     struct xen_dm *dm;
@@ -35,8 +27,6 @@ struct xen_vbd {
     struct xen_disk_cfg cfg;
     struct blk_backend *blk;
     bool read_only;         /* what the backend is now */
-    bool medium_in;         /* a medium we inserted is still in the drive */
-    bool tray_open;         /* the tray as we last saw it */
     char *cur_params;       /* params the medium came from (CD-ROM) */
     char token[24];         /* "vbd<devid>": our watch on the backend dir */
 };
@@ -57,7 +47,6 @@ struct xen_dm {
     struct xen_vbd *vbds;
     struct xen_rejected *rejected;
     char vbd_dir[64];       /* /local/domain/<domid>/device/vbd */
-    struct ev_timer *eject_timer;
     bool in_events;         /* re-entry guard: blk_drain runs the loop */
     bool events_paused;
 };
@@ -188,8 +177,6 @@ static int vbd_open_attach(struct xen_dm *dm, struct xen_vbd *v,
     }
     v->read_only = blk_is_read_only(v->blk) || spec->access != DISK_ACCESS_RW;
     v->cur_params = strdup(v->cfg.params ? v->cfg.params : "");
-    v->medium_in = spec->media == DISK_MEDIA_CDROM && blk_is_inserted(v->blk);
-    v->tray_open = blk_dev_is_tray_open(v->blk);
     snprintf(v->token, sizeof(v->token), "vbd%d", v->cfg.devid);
     log_info("vbd %d: %s attached (%s, %s)", v->cfg.devid, v->cfg.vdev,
              spec->file ? spec->file : "no medium",
@@ -359,7 +346,6 @@ static void vbd_params_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
     free(v->cur_params);
     v->cur_params = params;
     params = NULL;
-    v->medium_in = false;
     if (blk_is_inserted(v->blk)) {
         blk_eject(v->blk);
         log_info("vbd %d: %s medium ejected", v->cfg.devid, v->cfg.vdev);
@@ -386,7 +372,6 @@ static void vbd_params_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
             report_disk_error(dm, v, err->msg);
             error_free(err);
         } else {
-            v->medium_in = true;
             log_info("vbd %d: %s medium inserted: %s", v->cfg.devid,
                      v->cfg.vdev, spec.file);
         }
@@ -394,8 +379,6 @@ static void vbd_params_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
     }
     disk_spec_free(&spec);
 out_ack:
-    /* our own eject/insert moved the tray: not the guest's doing */
-    v->tray_open = blk_dev_is_tray_open(v->blk);
     if (ack)
         write_disk_info(dm, v);
 out_free:
@@ -537,28 +520,23 @@ static void vbd_dir_event(struct xen_dm *dm)
     free(ents);
 }
 
-/* The guest took a medium out (START STOP UNIT): tell the toolstack the way
- * qemu-trad did, with `eject` in the frontend's eject key. */
-static void eject_tick(void *opaque)
+/*
+ * The guest opened a CD-ROM tray (START STOP UNIT): tell the toolstack the
+ * way qemu-trad did, with `eject` in the frontend's eject key. The machine
+ * calls this as the command completes, so nothing polls the drives.
+ */
+static void guest_tray_moved(void *opaque, struct blk_backend *blk, bool open)
 {
     struct xen_dm *dm = opaque;
+    struct xen_vbd *v;
 
-    for (struct xen_vbd *v = dm->vbds; v; v = v->next) {
-        bool open;
-
-        if (v->cfg.spec.media != DISK_MEDIA_CDROM)
-            continue;
-        open = blk_dev_is_tray_open(v->blk);
-        if ((open && !v->tray_open && blk_is_inserted(v->blk)) ||
-            (v->medium_in && !blk_is_inserted(v->blk))) {
-            v->medium_in = false;
-            log_info("vbd %d: guest ejected the medium of %s", v->cfg.devid,
-                     v->cfg.vdev);
-            write_rel(dm, v->cfg.fe_path, "eject", "eject");
-        }
-        v->tray_open = open;
-    }
-    dm->eject_timer = ev_timer_add(dm->loop, EJECT_POLL_MS, eject_tick, dm);
+    for (v = dm->vbds; v && v->blk != blk; v = v->next)
+        ;
+    if (!v || !open || !blk_is_inserted(blk))
+        return;
+    log_info("vbd %d: guest ejected the medium of %s", v->cfg.devid,
+             v->cfg.vdev);
+    write_rel(dm, v->cfg.fe_path, "eject", "eject");
 }
 
 static void xs_events(void *opaque, uint32_t events)
@@ -600,8 +578,7 @@ static void xs_events(void *opaque, uint32_t events)
 
 static void dm_teardown(struct xen_dm *dm, bool write_closed)
 {
-    if (dm->eject_timer)
-        ev_timer_cancel(dm->loop, dm->eject_timer);
+    machine_set_tray_observer(dm->m, NULL, NULL);
     if (dm->fd >= 0)
         ev_fd_remove(dm->loop, dm->fd);
     while (dm->vbds)
@@ -658,7 +635,7 @@ struct xen_dm *xen_dm_start(struct event_loop *loop, struct machine *m,
         error_setg(&err, "cannot poll the xenstore connection");
         goto out_teardown;
     }
-    dm->eject_timer = ev_timer_add(loop, EJECT_POLL_MS, eject_tick, dm);
+    machine_set_tray_observer(m, guest_tray_moved, dm);
     if (xen_dm_write_state(dm->xs, domid, "running", NULL) < 0) {
         error_setg_errno(&err, errno, "cannot write device-model state");
         goto out_teardown;

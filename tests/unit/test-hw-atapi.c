@@ -505,6 +505,57 @@ START_TEST(guest_eject)
 }
 END_TEST
 
+/* What the machine's owner heard of tray moves. */
+struct tray_log {
+    int calls;
+    struct blk_backend *blk;
+    bool open;
+};
+
+static void tray_moved(void *opaque, struct blk_backend *blk, bool open)
+{
+    struct tray_log *l = opaque;
+
+    l->calls++;
+    l->blk = blk;
+    l->open = open;
+}
+
+/* The owner hears of every tray the guest moves, as the command completes;
+ * not of a refused eject, a second eject, power conditions or the host's
+ * own insert and eject. */
+START_TEST(tray_observer)
+{
+    struct tray_log l = { 0 };
+    uint8_t lock[12] = { 0x1e, 0, 0, 0, 1 };
+    uint8_t unlock[12] = { 0x1e, 0, 0, 0, 0 };
+    uint8_t eject[12] = { 0x1b, 0, 0, 0, 0x02 };
+    uint8_t load[12] = { 0x1b, 0, 0, 0, 0x03 };
+    uint8_t pwr[12] = { 0x1b, 0, 0, 0, 0x22 };
+
+    cd_attach(CD_SIZE, NULL);
+    machine_set_tray_observer(T.m, tray_moved, &l);
+    ck_assert_uint_eq(atapi_pio(lock, 0, NULL, 0, NULL), 0x50);
+    expect_check(eject, 0x02, 0x53);
+    ck_assert_int_eq(l.calls, 0);
+    ck_assert_uint_eq(atapi_pio(unlock, 0, NULL, 0, NULL), 0x50);
+    ck_assert_uint_eq(atapi_pio(eject, 0, NULL, 0, NULL), 0x50);
+    ck_assert_int_eq(l.calls, 1);
+    ck_assert_ptr_eq(l.blk, T.blk[3]);
+    ck_assert(l.open);
+    ck_assert(blk_dev_is_tray_open(T.blk[3]));
+    ck_assert_uint_eq(atapi_pio(eject, 0, NULL, 0, NULL), 0x50);
+    ck_assert_uint_eq(atapi_pio(pwr, 0, NULL, 0, NULL), 0x50);
+    ck_assert_int_eq(l.calls, 1);
+    ck_assert_uint_eq(atapi_pio(load, 0, NULL, 0, NULL), 0x50);
+    ck_assert_int_eq(l.calls, 2);
+    ck_assert(!l.open);
+    blk_eject(T.blk[3]);
+    ck_assert_int_eq(l.calls, 2);
+    machine_set_tray_observer(T.m, NULL, NULL);
+}
+END_TEST
+
 /* A host eject request while the guest holds the medium locked: an
  * interrupt, then GET EVENT STATUS reports "eject requested" once; a
  * forced request also unlocks, so the guest's eject then succeeds. */
@@ -673,6 +724,7 @@ static Suite *suite(void)
     tcase_add_test(tc, empty_drive);
     tcase_add_test(tc, media_change);
     tcase_add_test(tc, guest_eject);
+    tcase_add_test(tc, tray_observer);
     tcase_add_test(tc, host_eject_request);
     tcase_add_test(tc, read_only_data_protect);
     tcase_add_test(tc, writable_medium_has_no_writes);
