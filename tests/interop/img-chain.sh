@@ -105,7 +105,7 @@ qemu-img info --output=json -U b2.qcow2 > i.json 2>/dev/null || true
 grep -q 'long-name-for-a-backing-file' i.json || fail "-u with a missing file"
 expect_err 1 "diskdm-img: Could not open new backing file 'nope.qcow2': Could not open 'nope.qcow2': No such file or directory" \
     "$IMG" rebase -b nope.qcow2 -F qcow2 b1.qcow2
-expect_err 1 "Usage: diskdm-img rebase [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename
+expect_err 1 "Usage: diskdm-img rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename
 diskdm-img: Must specify backing file (-b) or use unsafe mode (-u)
 Try 'diskdm-img --help' for more information" "$IMG" rebase b1.qcow2
 expect_err 1 "diskdm-img: Could not change the backing file to 'x.raw': Format driver 'raw' does not support backing files" \

@@ -210,7 +210,7 @@ expect_err 63 "diskdm-img: This image format does not support checks" "$IMG" che
 expect_err 1 "diskdm-img: Could not open 'missing.qcow2': Could not open 'missing.qcow2': No such file or directory" \
     "$IMG" check missing.qcow2
 expect_err 1 "diskdm-img: Could not open 'r.raw': Unknown driver 'vmdk'" "$IMG" check -f vmdk r.raw
-expect_err 1 "Usage: diskdm-img check [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename
+expect_err 1 "Usage: diskdm-img check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename
 diskdm-img: Unknown option value for -r (expecting 'leaks' or 'all'): some
 Try 'diskdm-img --help' for more information" "$IMG" check -r some a.qcow2
 ok check

@@ -73,7 +73,7 @@ done
 "$IMG" --help | grep -q '^  convert ' || fail "--help lists convert"
 expect_err 1 "diskdm-img: unrecognized option '--frob'
 Try 'diskdm-img --help' for more information" "$IMG" convert --frob a b
-expect_err 1 "Usage: diskdm-img map [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename
+expect_err 1 "Usage: diskdm-img map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename
 diskdm-img: Expecting one image file name
 Try 'diskdm-img --help' for more information" "$IMG" map
 ok help

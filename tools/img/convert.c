@@ -1,9 +1,9 @@
 /*
  * tools/img/convert.c — `diskdm-img convert`: copy one or more images
  * (concatenated) into a new or existing image of any format. Worker
- * threads keep several large requests in flight; block status skips
- * holes and zeroes so a zero-initialised target is only written where
- * there is data.
+ * threads keep several large requests in flight (reads overlap; writes
+ * go in guest order unless -W); block status skips holes and zeroes so a
+ * zero-initialised target is only written where there is data.
  */
 #include "tools/img/img.h"
 
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define CONV_CHUNK (1u << 20)       /* bytes one request moves at most: small
@@ -32,6 +33,17 @@ struct conv_seg {
     enum seg_kind kind;
     int host_fd;                /* offload: where the data lives, or -1 */
     uint64_t host_off;
+    uint64_t seq;               /* place in the write order */
+};
+
+/* The last block status answer, reused for the requests it covers (one
+ * lseek pair per request on a raw file is measurable). */
+struct conv_status {
+    bool valid;
+    int src_idx;
+    uint64_t off, end;          /* source offsets it covers */
+    int st, depth;
+    uint64_t map;
 };
 
 struct conv_state {
@@ -55,8 +67,17 @@ struct conv_state {
     /* -c: the target's cluster size; data runs are widened to whole
      * clusters and each cluster is written compressed. 0 = off. */
     uint64_t compress_cs;
+    /* Without -W, requests are written in the order they were handed out,
+     * so a target that allocates as it goes (qcow2) gets its clusters in
+     * guest order, as qemu-img's. */
+    bool in_order;
+    struct img_ratelimit *limit;    /* -r, or NULL */
 
     pthread_mutex_t lock;       /* protects what follows */
+    pthread_cond_t turn;        /* write_seq moved on, or an error */
+    uint64_t next_seq;          /* given to the next request handed out */
+    uint64_t write_seq;         /* the request whose turn it is to write */
+    struct conv_status status;
     uint64_t cursor;            /* next virtual offset to hand out */
     int src_idx;
     uint64_t src_base;          /* virtual offset where src[src_idx] starts */
@@ -82,14 +103,26 @@ static bool next_seg(struct conv_state *s, struct conv_seg *seg)
         uint64_t soff = s->cursor - s->src_base;
         uint64_t max = MIN((uint64_t)CONV_CHUNK, s->src_len[s->src_idx] - soff);
         uint64_t pnum = 0, map;
-        int depth;
-        int st = bdrv_block_status(src, soff, max, &pnum, &map, &depth);
-        if (st < 0 || pnum == 0) {
-            s->err = st < 0 ? st : -EIO;
-            s->err_off = s->cursor;
-            break;
+        int depth, st;
+        struct conv_status *cs = &s->status;
+        if (!cs->valid || cs->src_idx != s->src_idx || soff < cs->off || soff >= cs->end) {
+            /* Ask about everything left: the answer is the first run. */
+            st = bdrv_block_status(src, soff, s->src_len[s->src_idx] - soff, &pnum, &map,
+                                   &depth);
+            if (st < 0 || pnum == 0) {
+                s->err = st < 0 ? st : -EIO;
+                s->err_off = s->cursor;
+                cs->valid = false;
+                break;
+            }
+            *cs = (struct conv_status){ .valid = true, .src_idx = s->src_idx, .off = soff,
+                                        .end = soff + pnum, .st = st, .depth = depth,
+                                        .map = map };
         }
-        pnum = MIN(pnum, max);
+        st = cs->st;
+        depth = cs->depth;
+        map = cs->map + (soff - cs->off);
+        pnum = MIN(cs->end - soff, max);
         seg->src = src;
         seg->src_off = soff;
         seg->dst_off = s->cursor;
@@ -125,11 +158,25 @@ static bool next_seg(struct conv_state *s, struct conv_seg *seg)
             img_progress_update(&s->prog, s->done, s->total);
             continue;
         }
+        seg->seq = s->next_seq++;
         got = true;
         break;
     }
     pthread_mutex_unlock(&s->lock);
     return got;
+}
+
+/* Wait until request `seq` may write (at once with -W). false when an
+ * error elsewhere ends the copy. */
+static bool wait_turn(struct conv_state *s, uint64_t seq)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->in_order && s->write_seq != seq && !s->err) {
+        pthread_cond_wait(&s->turn, &s->lock);
+    }
+    bool ok = !s->err;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -197,6 +244,32 @@ static int offload_copy(struct conv_state *s, const struct conv_seg *seg)
     return 0;
 }
 
+/*
+ * Is copy_file_range into this file worth it? Only where the file system
+ * shares the blocks or copies on the server (XFS, btrfs, bcachefs, NFS,
+ * SMB, OCFS2). Elsewhere (ext4, tmpfs) the kernel copies through a pipe
+ * of a few pages at a time, slower than two threads doing pread/pwrite.
+ */
+static bool offload_pays(int fd)
+{
+    struct statfs sf;
+    if (fstatfs(fd, &sf) < 0) {
+        return false;
+    }
+    switch ((unsigned long)sf.f_type) {
+    case 0x58465342UL:  /* XFS */
+    case 0x9123683eUL:  /* btrfs */
+    case 0xca451a4eUL:  /* bcachefs */
+    case 0x6969UL:      /* NFS */
+    case 0xfe534d42UL:  /* SMB2 */
+    case 0xff534d42UL:  /* CIFS */
+    case 0x7461636fUL:  /* OCFS2 */
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Write a run of whole clusters compressed, each that compresses. */
 static int write_compressed(struct conv_state *s, uint64_t dst_off, const uint8_t *buf,
                             uint64_t len)
@@ -232,6 +305,15 @@ static void *conv_worker(void *opaque)
         int ret;
         bool wr = true;
         ret = -ENOTSUP;
+        if (s->limit) {
+            img_ratelimit_wait(s->limit, seg.len);
+        }
+        if (seg.kind != SEG_DATA || seg.host_fd >= 0) {
+            /* Nothing to read first: wait for the turn to write now. */
+            if (!wait_turn(s, seg.seq)) {
+                goto next;
+            }
+        }
         if (seg.kind == SEG_DATA && seg.host_fd >= 0) {
             ret = offload_copy(s, &seg);
             if (ret == -ENOTSUP) {
@@ -247,12 +329,16 @@ static void *conv_worker(void *opaque)
         } else {
             ret = bdrv_pread(seg.src, seg.src_off, buf, seg.len);
             wr = false;
+            if (ret == 0 && !wait_turn(s, seg.seq)) {
+                goto next;
+            }
             if (ret == 0) {
                 wr = true;
                 ret = s->compress_cs ? write_compressed(s, seg.dst_off, buf, seg.len)
                                      : write_sparse(s, seg.dst_off, buf, seg.len);
             }
         }
+    next:
         pthread_mutex_lock(&s->lock);
         if (ret < 0 && !s->err) {
             s->err = ret;
@@ -261,6 +347,10 @@ static void *conv_worker(void *opaque)
         }
         s->done += seg.len;
         img_progress_update(&s->prog, s->done, s->total);
+        if (s->write_seq == seg.seq) {
+            s->write_seq++;
+        }
+        pthread_cond_broadcast(&s->turn);
         pthread_mutex_unlock(&s->lock);
     }
     free(buf);
@@ -272,6 +362,7 @@ static int run_copy(struct conv_state *s, unsigned nb_workers)
     pthread_t th[CONV_MAX_WORKERS];
     unsigned started = 0;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->turn, NULL);
     for (unsigned i = 0; i < nb_workers; i++) {
         if (pthread_create(&th[i], NULL, conv_worker, s)) {
             break;
@@ -284,6 +375,7 @@ static int run_copy(struct conv_state *s, unsigned nb_workers)
     for (unsigned i = 0; i < started; i++) {
         pthread_join(th[i], NULL);
     }
+    pthread_cond_destroy(&s->turn);
     pthread_mutex_destroy(&s->lock);
     return s->err;
 }
@@ -308,10 +400,12 @@ int img_cmd_convert(int argc, char **argv)
      * as qemu-img convert does. */
     struct img_open_flags tfl = { .read_only = false, .has_cache = true,
                                   .cache = CACHE_UNSAFE };
-    /* Four requests in flight by default: the copy is bound by the kernel
-     * copying pages, and more threads than that only contend (2 cores). */
-    uint64_t sparse = 4096, workers = 4;
-    bool sparse_given = false;
+    /* As many requests in flight as there are CPUs (two at least, four at
+     * most): the copy is bound by the kernel copying pages, and more
+     * threads than CPUs only contend for the target file. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t sparse = 4096, workers = (uint64_t)MAX(2, MIN(4, ncpu)), rate = 0;
+    bool sparse_given = false, out_of_order = false;
     int c, ret = IMG_EXIT_FAIL;
 
     optind = 1;
@@ -385,9 +479,10 @@ int img_cmd_convert(int argc, char **argv)
             }
             break;
         case 'W':
+            out_of_order = true;
+            break;
         case 'C':
-            /* Writes are always allowed out of order; copy offloading is
-             * never required. */
+            /* Copy offloading is used where it helps; never required. */
             break;
         case 'U':
             sfl.force_share = true;
@@ -396,6 +491,9 @@ int img_cmd_convert(int argc, char **argv)
             ret = img_error("Snapshots are not supported by convert");
             goto out;
         case 'r':
+            if (img_parse_rate(optarg, &rate) < 0) {
+                goto out;
+            }
             break;
         case OPT_IMAGE_OPTS:
             sfl.image_opts = true;
@@ -531,6 +629,10 @@ int img_cmd_convert(int argc, char **argv)
         if (fc && !strcmp(bdrv_driver_name(fc), "file")) {
             s.dst_fd = open(bdrv_filename(fc), O_WRONLY | O_CLOEXEC);
         }
+        if (s.dst_fd >= 0 && !offload_pays(s.dst_fd)) {
+            close(s.dst_fd);
+            s.dst_fd = -1;
+        }
         for (int i = 0; s.dst_fd >= 0 && i < nb_src; i++) {
             int d = 0;
             for (struct bdrv_node *n = s.src[i]; n && d < CONV_MAX_DEPTH;
@@ -550,11 +652,18 @@ int img_cmd_convert(int argc, char **argv)
         s.offload = false;
     }
     s.target_has_backing = backing != NULL;
+    /* Write order only shapes targets that allocate as they go: a raw
+     * target's layout is its offsets, so it is written out of order. */
+    s.in_order = !out_of_order && strcmp(bdrv_driver_name(s.dst), "raw");
+    struct img_ratelimit limit;
+    img_ratelimit_init(&limit, rate);
+    s.limit = rate ? &limit : NULL;
     /* A new image without backing reads as zeroes everywhere; an existing
      * one only when the user says so. */
     s.target_zero = no_create ? target_is_zero : !backing;
     img_progress_init(&s.prog, progress && !quiet);
     int r = run_copy(&s, (unsigned)workers);
+    img_ratelimit_destroy(&limit);
     if (r == 0 && s.dst_fd >= 0 && tfl.cache != CACHE_UNSAFE && fdatasync(s.dst_fd) < 0) {
         img_progress_end(&s.prog);
         img_error("Could not flush '%s': %s", out_name, strerror(errno));
