@@ -11,7 +11,9 @@
 # from each server, in an order rotated per round, so a change in machine
 # load (the 2 cores are shared by client, server and anything else running)
 # hits every server alike. Printed per server: median MiB/s and the range,
-# server CPU seconds per GiB copied (utime+stime over all rounds); per case
+# server CPU seconds per GiB copied (utime+stime over all rounds) and
+# nbdcopy's ("client"; its share of the 2 cores: once the server is cheap,
+# the client's own cost bounds the throughput); per case
 # the ratio of diskdm-nbd's median to nbdkit's and to qemu-nbd's, and the
 # range of the per-round ratios. All nbdcopy runs use the same flags
 # (NBDCOPY_FLAGS, default none); the servers' advertised multi-conn and
@@ -58,6 +60,13 @@ qemu-img convert -f raw -O qcow2 sparse.raw sparse.qcow2
 cat full.raw full.qcow2 sparse.raw sparse.qcow2 > /dev/null   # page cache
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# user+system seconds of this shell's finished children (nbdcopy's runs),
+# from two outputs of `times` run in this shell (not in a $(...) subshell)
+child_cpu() {
+    awk 'FNR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m");
+         sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+         d = FILENAME == ARGV[1] ? d - t : d + t } END { print d }' "$@"
+}
 HZ=$(getconf CLK_TCK)
 
 # Server keys: SERVER-IMAGE-FORMAT-TRANSPORT, e.g. diskdm-full-qcow2-tcp.
@@ -126,17 +135,21 @@ for r in $(seq "$ROUNDS"); do
     for k in $order; do
         pid=$(cat $k.pid)
         t0=$(ticks $pid)
+        uri=$(cat $k.uri)
         s=$(date +%s.%N)
-        nbdcopy $FLAGS "$(cat $k.uri)" null:
+        times > times0
+        nbdcopy $FLAGS "$uri" null:
+        times > times1
         e=$(date +%s.%N)
         t1=$(ticks $pid)
-        echo "$k $r $(echo "$SIZE_MB / ($e - $s)" | bc -l) $((t1 - t0))" >> runs
+        echo "$k $r $(echo "$SIZE_MB / ($e - $s)" | bc -l) $((t1 - t0))" \
+             "$(child_cpu times0 times1)" >> runs
     done
 done
 echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
-# runs: KEY ROUND MIBPS TICKS
+# runs: KEY ROUND MIBPS SERVER_TICKS CLIENT_SECONDS
 awk -v hz="$HZ" -v size="$SIZE_MB" -v rounds="$ROUNDS" '
 function median(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) {
@@ -147,12 +160,12 @@ function median(a, n,    i, j, t) {
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 {
-    rate[$1, $2] = $3; tk[$1] += $4
+    rate[$1, $2] = $3; tk[$1] += $4; cl[$1] += $5
     if (!($1 in seen)) { seen[$1] = 1; order[++nk] = $1 }
 }
 END {
-    printf "%-30s %7s %11s %10s\n", "server-image-format-transport", "MiB/s",
-           "range", "CPU-s/GiB"
+    printf "%-30s %7s %11s %10s %10s\n", "server-image-format-transport",
+           "MiB/s", "range", "CPU-s/GiB", "client"
     for (i = 1; i <= nk; i++) {
         k = order[i]
         lo = hi = rate[k, 1]
@@ -163,7 +176,8 @@ END {
         }
         med[k] = median(v, rounds)
         cpu[k] = tk[k] / hz / rounds * 1024 / size
-        printf "%-30s %7.0f %5.0f-%-5.0f %10.3f\n", k, med[k], lo, hi, cpu[k]
+        printf "%-30s %7.0f %5.0f-%-5.0f %10.3f %10.3f\n", k, med[k], lo, hi,
+               cpu[k], cl[k] / rounds * 1024 / size
     }
     print ""
     print "diskdm-nbd against its peers (ratio of medians; [range of per-round ratios]):"
