@@ -278,6 +278,7 @@ struct bdrv_create_opts {
     unsigned refcount_bits;         /* 0 = 16 */
     bool lazy_refcounts;
     enum { PREALLOC_OFF, PREALLOC_METADATA, PREALLOC_FALLOC, PREALLOC_FULL } prealloc;
+    bool extended_l2;               /* qcow2: subclusters (16-byte L2 entries) */
 };
 /* Create `filename` as `format`; an existing file is truncated (as qemu-img does). */
 int bdrv_create(const char *format, const char *filename,

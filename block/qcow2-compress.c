@@ -106,7 +106,7 @@ int qcow2_write_compressed(struct bdrv_node *bs, uint64_t offset, const void *bu
     if (ret == 0) {
         t = l2_for_compressed(s, i, &l2_off, &ret);
     }
-    if (t && qcow2_be64(t + j * 8)) {
+    if (t && (qcow2_l2_get(s, t, j) || qcow2_l2_bitmap(s, t, j))) {
         ret = -ENOTSUP;             /* already allocated: write it normally */
         t = NULL;
     }
@@ -121,16 +121,16 @@ int qcow2_write_compressed(struct bdrv_node *bs, uint64_t offset, const void *bu
             uint64_t nsec = (clen + 511) / 512 - 1;
             uint64_t e = QCOW2_OFLAG_COMPRESSED | (nsec << s->csize_shift) |
                          ((uint64_t)host & s->coffset_mask);
-            uint8_t be[8];
+            uint8_t be[16] = { 0 };     /* an extended entry's bitmap stays 0 */
             qcow2_put_be64(be, e);
             /* The table may have moved in the cache meanwhile. */
             if (ret == 0) {
                 t = qcow2_cache_get(s, &s->l2_cache, l2_off, &ret);
             }
             if (ret == 0 && t) {
-                ret = bdrv_pwrite(s->file, l2_off + j * 8, be, 8, 0);
+                ret = bdrv_pwrite(s->file, l2_off + j * s->l2e_size, be, s->l2e_size, 0);
                 if (ret == 0) {
-                    memcpy(t + j * 8, be, 8);   /* write-through cache */
+                    memcpy(t + j * s->l2e_size, be, s->l2e_size);   /* write-through */
                 }
             }
             if (ret < 0) {

@@ -80,6 +80,16 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
                    "and above (use compat=1.1 or greater)");
         return -EINVAL;
     }
+    if (version == 2 && opts->extended_l2) {
+        error_setg(errp, "Extended L2 entries are only supported with compatibility "
+                   "level 1.1 and above (use compat=1.1 or greater)");
+        return -EINVAL;
+    }
+    if (opts->extended_l2 && cs < 16384) {
+        error_setg(errp, "Extended L2 entries are only supported with cluster sizes "
+                   "of at least 16384 bytes");
+        return -EINVAL;
+    }
     if (opts->size % 512) {
         error_setg(errp, "Image size must be a multiple of 512 bytes");
         return -EINVAL;
@@ -93,7 +103,7 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
                    QCOW2_MAX_BACKING_NAME);
         return -EINVAL;
     }
-    if (opts->prealloc != PREALLOC_OFF && opts->backing_file) {
+    if (opts->prealloc != PREALLOC_OFF && opts->backing_file && !opts->extended_l2) {
         error_setg(errp, "Backing file and preallocation can only be used at the same "
                    "time if extended_l2 is on");
         return -EINVAL;
@@ -101,7 +111,8 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
 
     unsigned cbits = (unsigned)__builtin_ctzll(cs);
     unsigned order = (unsigned)__builtin_ctz(rbits);
-    uint64_t l2_entries = cs / 8;
+    unsigned l2e_size = opts->extended_l2 ? 16 : 8;
+    uint64_t l2_entries = cs / l2e_size;
     uint64_t data_cl = DIV_ROUND_UP(opts->size, cs);
     uint64_t l1_size = DIV_ROUND_UP(data_cl, l2_entries);
     if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
@@ -166,6 +177,7 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
     qcow2_put_be32(buf + QH_RT_CLUSTERS, (uint32_t)rt);
     if (version == 3) {
         qcow2_put_be64(buf + QH_COMPAT, opts->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
+        qcow2_put_be64(buf + QH_INCOMPAT, opts->extended_l2 ? QCOW2_INCOMPAT_EXTL2 : 0);
         qcow2_put_be32(buf + QH_REFCOUNT_ORDER, order);
         qcow2_put_be32(buf + QH_HEADER_LENGTH, (uint32_t)hlen);
     }
@@ -239,7 +251,9 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
         for (uint64_t i = 0; i < l1_size; i++) {
             memset(blk, 0, cs);
             for (uint64_t j = 0; j < l2_entries && i * l2_entries + j < data_cl; j++) {
-                qcow2_put_be64(blk + j * 8, (data_off + (i * l2_entries + j) * cs) |
+                /* Extended entries: bitmap 0, so the preallocated
+                 * subclusters still read from the backing file. */
+                qcow2_put_be64(blk + j * l2e_size, (data_off + (i * l2_entries + j) * cs) |
                                QCOW2_OFLAG_COPIED);
             }
             ret = bdrv_pwrite(f, l2_off + i * cs, blk, cs, 0);

@@ -479,6 +479,7 @@ struct recount {
     uint64_t outside;       /* references past the end of the file */
     uint64_t end;           /* end of the last referenced cluster */
     uint64_t allocated;     /* guest clusters mapped by the active L1 */
+    uint64_t bad_bitmaps;   /* extended L2 bitmaps the format forbids */
     bool active;            /* counting the active L1 (not a snapshot's) */
 };
 
@@ -523,8 +524,15 @@ static int count_l1(struct recount *r, uint64_t l1_off, uint32_t l1_size, uint8_
             return ret;
         }
         for (uint32_t j = 0; j < s->l2_size; j++) {
-            uint64_t l2e = qcow2_be64(buf + (uint64_t)j * 8);
+            uint64_t l2e = qcow2_be64(buf + (uint64_t)j * s->l2e_size);
             enum qcow2_ctype t = qcow2_classify(s, l2e);
+            if (s->ext_l2 && t != QCOW2_C_COMPRESSED) {
+                uint64_t bm = qcow2_be64(buf + (uint64_t)j * 16 + 8);
+                if ((!(l2e & QCOW2_L2E_OFFSET_MASK) && (bm & QCOW2_BM_ALLOC_ALL)) ||
+                    (bm & (bm >> 32) & QCOW2_BM_ALLOC_ALL)) {
+                    r->bad_bitmaps++;
+                }
+            }
             if (r->active && (t == QCOW2_C_NORMAL || t == QCOW2_C_ZERO_ALLOC ||
                               t == QCOW2_C_COMPRESSED)) {
                 r->allocated++;
@@ -623,7 +631,7 @@ static int check_copied_flags(struct qcow2_state *s, unsigned fix,
         }
         unsigned dirty = 0;
         for (uint32_t j = 0; j < s->l2_size; j++) {
-            uint64_t l2e = qcow2_be64(buf + (uint64_t)j * 8);
+            uint64_t l2e = qcow2_be64(buf + (uint64_t)j * s->l2e_size);
             enum qcow2_ctype t = qcow2_classify(s, l2e);
             if (t != QCOW2_C_NORMAL && t != QCOW2_C_ZERO_ALLOC) {
                 continue;
@@ -640,7 +648,7 @@ static int check_copied_flags(struct qcow2_state *s, unsigned fix,
                         " refcount=%" PRIu64 "\n", repair ? "Repairing" : "ERROR", l2e, rc);
             }
             if (repair) {
-                qcow2_put_be64(buf + (uint64_t)j * 8, rc == 1 ? l2e | QCOW2_OFLAG_COPIED :
+                qcow2_put_be64(buf + (uint64_t)j * s->l2e_size, rc == 1 ? l2e | QCOW2_OFLAG_COPIED :
                                l2e & ~QCOW2_OFLAG_COPIED);
                 dirty++;
             } else {
@@ -706,7 +714,7 @@ int qcow2_check_refcounts(struct qcow2_state *s, unsigned fix,
             count(&r, b, s->cluster_size);
         }
     }
-    res->corruptions += r.outside;
+    res->corruptions += r.outside + r.bad_bitmaps;
     res->image_end_offset = r.end;
     if (r.outside && repair) {
         error_setg(errp, "'%s': metadata points past the end of the file; "

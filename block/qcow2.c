@@ -390,6 +390,7 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     s->cluster_mask = s->cluster_size - 1;
     s->l2_bits = s->cluster_bits - 3;
     s->l2_size = 1u << s->l2_bits;
+    s->l2e_size = 8;
     s->size = qcow2_be64(h + QH_SIZE);
     uint64_t backing_off = qcow2_be64(h + QH_BACKING_OFFSET);
     uint32_t backing_len = qcow2_be32(h + QH_BACKING_SIZE);
@@ -483,6 +484,14 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     if (s->incompat & ~QCOW2_INCOMPAT_SUPPORTED) {
         ret = report_unsupported(s, s->incompat & ~QCOW2_INCOMPAT_SUPPORTED, errp);
         goto out_free;
+    }
+    if (s->incompat & QCOW2_INCOMPAT_EXTL2) {
+        /* 16-byte entries, 32 subclusters per data cluster. */
+        s->ext_l2 = true;
+        s->l2e_size = 16;
+        s->l2_bits = s->cluster_bits - 4;
+        s->l2_size = 1u << s->l2_bits;
+        s->sc_bits = s->cluster_bits - 5;
     }
     if (crypt != 0) {
         FAIL(-ENOTSUP, "'%s': encrypted qcow2 images are not supported", fn);

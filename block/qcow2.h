@@ -54,7 +54,7 @@
 #define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
 #define QCOW2_INCOMPAT_SUPPORTED    (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
-                                     QCOW2_INCOMPAT_COMPRESSION)
+                                     QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
 
 /* Header extension types. */
@@ -69,6 +69,12 @@
 #define QCOW2_L1E_OFFSET_MASK   0x00fffffffffffe00ull
 #define QCOW2_L2E_OFFSET_MASK   0x00fffffffffffe00ull
 #define QCOW2_RT_OFFSET_MASK    0xfffffffffffffe00ull
+
+/* Extended L2 entries: a second word per entry, subcluster x allocated
+ * (bit x) or reading as zeroes (bit 32 + x). */
+#define QCOW2_SUBCLUSTERS       32
+#define QCOW2_BM_ALLOC_ALL      0x00000000ffffffffull
+#define QCOW2_BM_ZERO_ALL       0xffffffff00000000ull
 
 enum qcow2_compression { QCOW2_COMPRESS_ZLIB = 0, QCOW2_COMPRESS_ZSTD = 1 };
 
@@ -115,6 +121,9 @@ struct qcow2_state {
     uint64_t cluster_mask;          /* cluster_size - 1 */
     uint32_t l2_bits;               /* log2(entries per L2 table) */
     uint32_t l2_size;               /* entries per L2 table */
+    bool ext_l2;                    /* extended L2 entries (16 bytes each) */
+    uint32_t l2e_size;              /* bytes per L2 entry: 8 or 16 */
+    uint32_t sc_bits;               /* log2(subcluster size) when ext_l2 */
     uint64_t size;                  /* virtual size */
     uint32_t l1_size;
     uint64_t l1_offset;
@@ -222,6 +231,22 @@ static inline void qcow2_put_be16(void *p, uint16_t v)
 static inline uint64_t qcow2_align_up(const struct qcow2_state *s, uint64_t v)
 {
     return (v + s->cluster_mask) & ~s->cluster_mask;
+}
+
+/* Entry `i` of an L2 table and, with extended entries, its bitmap. */
+static inline uint64_t qcow2_l2_get(const struct qcow2_state *s, const uint8_t *t, uint64_t i)
+{
+    return qcow2_be64(t + i * s->l2e_size);
+}
+static inline uint64_t qcow2_l2_bitmap(const struct qcow2_state *s, const uint8_t *t,
+                                       uint64_t i)
+{
+    return s->ext_l2 ? qcow2_be64(t + i * 16 + 8) : 0;
+}
+/* Mask of subclusters [first, first+n) in the allocation half. */
+static inline uint64_t qcow2_sc_mask(unsigned first, unsigned n)
+{
+    return (n >= 32 ? 0xffffffffull : ((1ull << n) - 1)) << first;
 }
 
 /* ---- qcow2.c ------------------------------------------------------- */

@@ -540,9 +540,9 @@ START_TEST(test_feature_bits)
                       ENOTSUP);
     /* Named through the feature table when it has a name. */
     fresh("");
-    poke64("h.qcow2", 72, 1ull << 4);
+    poke64("h.qcow2", 72, 1ull << 2);
     expect_open_error("read-only=on",
-                      "unsupported qcow2 feature(s): incompatible bit 4 (extended L2 entries)",
+                      "unsupported qcow2 feature(s): incompatible bit 2 (external data file)",
                       ENOTSUP);
     /* Corrupt: read-only only. */
     fresh("");

@@ -17,8 +17,8 @@ static void print_formatting(const char *filename, const char *fmt,
 {
     printf("Formatting '%s', fmt=%s", filename, fmt);
     if (!strcmp(fmt, "qcow2")) {
-        printf(" cluster_size=%" PRIu32 " extended_l2=off",
-               co->cluster_size ? co->cluster_size : 65536);
+        printf(" cluster_size=%" PRIu32 " extended_l2=%s",
+               co->cluster_size ? co->cluster_size : 65536, co->extended_l2 ? "on" : "off");
         if (prealloc) {
             printf(" preallocation=%s", prealloc);
         }

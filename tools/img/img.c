@@ -327,6 +327,7 @@ void img_print_create_help(const char *fmt)
         printf("  backing_fmt=<str>      - Image format of the base image\n");
         printf("  cluster_size=<size>    - qcow2 cluster size\n");
         printf("  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n");
+        printf("  extended_l2=<bool (on/off)> - Extended L2 tables\n");
         printf("  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n");
         printf("  preallocation=<str>    - Preallocation mode (allowed values: off, "
                "metadata, falloc, full)\n");
@@ -394,6 +395,12 @@ int img_parse_create_opts(const char *str, const char *fmt,
                 ret = img_error("Parameter 'lazy_refcounts' expects 'on' or 'off'");
             } else {
                 co->lazy_refcounts = b;
+            }
+        } else if (q && !strcmp(k, "extended_l2")) {
+            if (parse_bool(v, &b) < 0) {
+                ret = img_error("Parameter 'extended_l2' expects 'on' or 'off'");
+            } else {
+                co->extended_l2 = b;
             }
         } else if (q && !strcmp(k, "refcount_bits")) {
             if (parse_uint(v, &n) < 0 || n == 0 || n > 64 || (n & (n - 1))) {

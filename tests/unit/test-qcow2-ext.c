@@ -1,0 +1,409 @@
+/*
+ * tests/unit/test-qcow2-ext.c — qcow2 features beyond the base format:
+ * extended L2 entries (subclusters), with qemu-img and qemu-io as oracles
+ * for images either side makes.
+ */
+#include "tests/unit/block-test.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+
+static char *dir;
+
+static void setup(void)
+{
+    dir = bt_tmpdir();
+}
+
+static void teardown(void)
+{
+    bt_rmtree(dir);
+    free(dir);
+}
+
+/* Run a shell command (in the test dir); returns its exit status. */
+static int sh(const char *fmt, ...) PRINTF_FMT(1, 2);
+static int sh(const char *fmt, ...)
+{
+    char *cmd = NULL, *full = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    ck_assert_int_ge(vasprintf(&cmd, fmt, ap), 0);
+    va_end(ap);
+    ck_assert_int_ge(asprintf(&full, "cd '%s' && ( %s ) >>log 2>&1", dir, cmd), 0);
+    int st = system(full);
+    free(cmd);
+    free(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *path(const char *name)
+{
+    char *p = NULL;
+    ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
+    return p;
+}
+
+static struct bdrv_node *open_fmt(const char *name, const char *extra)
+{
+    char *s = NULL;
+    ck_assert_int_ge(asprintf(&s, "driver=qcow2,file.filename=%s/%s%s%s", dir, name,
+                              extra[0] ? "," : "", extra), 0);
+    struct error *err = NULL;
+    struct bdrv_node *bs = bt_open(s, &err);
+    ck_assert_msg(bs != NULL, "open '%s': %s", s, err ? err->msg : "?");
+    free(s);
+    return bs;
+}
+
+/* Every byte of `bs` equals the raw file `ref`. */
+static void assert_same_as_raw(struct bdrv_node *bs, const char *ref)
+{
+    char *rp = path(ref);
+    int fd = open(rp, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    int64_t len = bdrv_getlength(bs);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_int_eq(len, st.st_size);
+    size_t chunk = 1 << 20;
+    uint8_t *a = malloc(chunk), *b = malloc(chunk);
+    for (int64_t off = 0; off < len; off += chunk) {
+        size_t n = MIN((int64_t)chunk, len - off);
+        ck_assert_int_eq(bdrv_pread(bs, off, a, n), 0);
+        ck_assert_int_eq(full_pread(fd, b, n, off), (ssize_t)n);
+        if (memcmp(a, b, n)) {
+            size_t i = 0;
+            while (a[i] == b[i]) {
+                i++;
+            }
+            ck_abort_msg("%s differs from %s at byte %" PRId64 ": %02x vs %02x",
+                         bdrv_filename(bs), ref, off + (int64_t)i, a[i], b[i]);
+        }
+    }
+    free(a);
+    free(b);
+    close(fd);
+    free(rp);
+}
+
+static void poke64(const char *name, long off, uint64_t v)
+{
+    char *p = path(name);
+    int fd = open(p, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+    }
+    ck_assert_int_eq(full_pwrite(fd, b, 8, off), 8);
+    close(fd);
+    free(p);
+}
+
+static uint64_t peek64(const char *name, long off)
+{
+    char *p = path(name);
+    int fd = open(p, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    uint8_t b[8];
+    ck_assert_int_eq(full_pread(fd, b, 8, off), 8);
+    close(fd);
+    free(p);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | b[i];
+    }
+    return v;
+}
+
+/* ---- extended L2 entries ------------------------------------------------ */
+
+/* Scattered writes, most of them smaller than a cluster or unaligned to
+ * subclusters, zeroes both allocated and not. */
+#define QIO_SC_WRITES \
+    "-c 'write -P 0x11 0 4k' -c 'write -P 0x22 1020k 70k' -c 'write -P 0x33 3000k 1k' " \
+    "-c 'write -P 0x44 5m 1m' -c 'write -z 5m 64k' -c 'write -z -u 5632k 128k' " \
+    "-c 'write -P 0x55 7m 513' -c 'write -P 0x66 8191k 1k' -c 'write -P 0x77 6m 2k' " \
+    "-c 'write -z 6146k 2k' -c 'write -P 0x78 6150k 3000' -c 'write -z 1030k 4k'"
+
+START_TEST(test_extl2_read_qemu)
+{
+    static const char *const matrix[] = {
+        "extended_l2=on",
+        "extended_l2=on,cluster_size=16384",
+        "extended_l2=on,cluster_size=2M,refcount_bits=8",
+        "extended_l2=on,cluster_size=128k,lazy_refcounts=on",
+        "extended_l2=on,preallocation=metadata",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(matrix); i++) {
+        for (int backing = 0; backing < 2; backing++) {
+            if (backing && strstr(matrix[i], "prealloc")) {
+                ck_assert_int_eq(sh("rm -f b.qcow2 && qemu-img create -q -f qcow2 b.qcow2 8M && "
+                                    "qemu-io -f qcow2 -c 'write -P 0x5a 0 8M' b.qcow2"), 0);
+            } else if (backing) {
+                ck_assert_int_eq(sh("rm -f b.qcow2 && qemu-img create -q -f qcow2 b.qcow2 6M && "
+                                    "qemu-io -f qcow2 -c 'write -P 0x5a 0 6M' b.qcow2"), 0);
+            }
+            ck_assert_int_eq(sh("rm -f q.qcow2 ref.raw && qemu-img create -q -f qcow2 -o '%s' "
+                                "%s q.qcow2 8M && qemu-io -f qcow2 " QIO_SC_WRITES " q.qcow2 && "
+                                "qemu-img convert -f qcow2 -O raw q.qcow2 ref.raw", matrix[i],
+                                backing ? "-b b.qcow2 -F qcow2" : ""), 0);
+            struct bdrv_node *bs = open_fmt("q.qcow2", "read-only=on");
+            assert_same_as_raw(bs, "ref.raw");
+            bdrv_unref(bs);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_extl2_block_status)
+{
+    /* 64 KiB clusters: 2 KiB subclusters. One subcluster written in the
+     * middle of a cluster over a backing file. */
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 b.qcow2 1M && "
+                        "qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' b.qcow2 && "
+                        "qemu-img create -q -f qcow2 -o extended_l2=on -b b.qcow2 -F qcow2 "
+                        "q.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 68k 2k' "
+                        "-c 'write -z 72k 4k' q.qcow2"), 0);
+    struct bdrv_node *bs = open_fmt("q.qcow2", "read-only=on");
+    uint64_t pnum, map;
+    int depth;
+    int st = bdrv_block_status(bs, 64 << 10, 64 << 10, &pnum, &map, &depth);
+    ck_assert_int_ge(st, 0);
+    ck_assert(!(st & BDRV_BLOCK_ALLOCATED));
+    ck_assert_uint_eq(pnum, 4 << 10);
+    st = bdrv_block_status(bs, 68 << 10, 64 << 10, &pnum, &map, &depth);
+    ck_assert(st & BDRV_BLOCK_ALLOCATED);
+    ck_assert(st & BDRV_BLOCK_DATA);
+    ck_assert_uint_eq(pnum, 2 << 10);
+    st = bdrv_block_status(bs, 70 << 10, 64 << 10, &pnum, &map, &depth);
+    ck_assert(!(st & BDRV_BLOCK_ALLOCATED));
+    ck_assert_uint_eq(pnum, 2 << 10);
+    st = bdrv_block_status(bs, 72 << 10, 64 << 10, &pnum, &map, &depth);
+    ck_assert(st & BDRV_BLOCK_ALLOCATED);
+    ck_assert(st & BDRV_BLOCK_ZERO);
+    ck_assert_uint_eq(pnum, 4 << 10);
+    /* The rest of the cluster and the next cluster (no entry): backing. */
+    st = bdrv_block_status(bs, 76 << 10, 1 << 20, &pnum, &map, &depth);
+    ck_assert(!(st & BDRV_BLOCK_ALLOCATED));
+    ck_assert_uint_ge(pnum, 52 << 10);
+    bdrv_unref(bs);
+}
+END_TEST
+
+struct mirror {
+    struct bdrv_node *bs;
+    int ref;
+    uint64_t size;
+};
+
+static void apply_random_ops(struct mirror *m, unsigned seed, int nops, uint32_t max_len)
+{
+    uint8_t *buf = malloc(max_len), *rb = malloc(max_len), *z = calloc(1, max_len);
+    for (int i = 0; i < nops; i++) {
+        uint64_t off = ((uint64_t)rand_r(&seed) * 4099) % m->size;
+        uint32_t len = 1 + (uint32_t)rand_r(&seed) % max_len;
+        if (rand_r(&seed) % 2) {
+            len = 1 + len % 5000;   /* mostly inside one cluster */
+        }
+        len = (uint32_t)MIN((uint64_t)len, m->size - off);
+        int op = rand_r(&seed) % 10;
+        if (op < 7) {
+            memset(buf, (int)(seed & 0xff) | 1, len);
+            buf[0] = (uint8_t)i;
+            ck_assert_int_eq(bdrv_pwrite(m->bs, off, buf, len, 0), 0);
+            ck_assert_int_eq(full_pwrite(m->ref, buf, len, off), (ssize_t)len);
+        } else if (op < 9) {
+            ck_assert_int_eq(bdrv_pwrite_zeroes(m->bs, off, len,
+                                                op == 8 ? BDRV_REQ_MAY_UNMAP : 0), 0);
+            ck_assert_int_eq(full_pwrite(m->ref, z, len, off), (ssize_t)len);
+        } else {
+            ck_assert_int_eq(bdrv_pdiscard(m->bs, off, len), 0);
+            ck_assert_int_eq(bdrv_pread(m->bs, off, rb, len), 0);
+            ck_assert_int_eq(full_pwrite(m->ref, rb, len, off), (ssize_t)len);
+        }
+        if (i % 8 == 0) {
+            ck_assert_int_eq(bdrv_pread(m->bs, off, rb, len), 0);
+            ck_assert_int_eq(full_pread(m->ref, buf, len, off), (ssize_t)len);
+            ck_assert_msg(!memcmp(rb, buf, len), "op %d at %" PRIu64 "+%u", i, off, len);
+        }
+    }
+    free(buf);
+    free(rb);
+    free(z);
+}
+
+/* diskdm creates and writes; qemu-img check and compare judge. With
+ * `qemu_first`, qemu-io wrote into the image before. */
+static void extl2_write_check(uint32_t cs, bool backing, bool qemu_first, unsigned seed)
+{
+    ck_assert_int_eq(sh("rm -f w.qcow2 ref.raw b.qcow2"), 0);
+    if (backing) {
+        ck_assert_int_eq(sh("qemu-img create -q -f qcow2 b.qcow2 6M && "
+                            "qemu-io -f qcow2 -c 'write -P 0x5a 0 6M' b.qcow2"), 0);
+    }
+    char *p = path("w.qcow2");
+    struct bdrv_create_opts co = { .size = 8 << 20, .cluster_size = cs, .extended_l2 = true };
+    if (backing) {
+        co.backing_file = "b.qcow2";
+        co.backing_format = "qcow2";
+    }
+    struct error *err = NULL;
+    int ret = bdrv_create("qcow2", p, &co, &err);
+    ck_assert_msg(ret == 0, "create: %s", err ? err->msg : "?");
+    if (qemu_first) {
+        ck_assert_int_eq(sh("qemu-io -f qcow2 " QIO_SC_WRITES " w.qcow2"), 0);
+    }
+    ck_assert_int_eq(sh("qemu-img convert -f qcow2 -O raw w.qcow2 ref.raw"), 0);
+    struct mirror m = { .bs = open_fmt("w.qcow2", "discard=unmap"), .size = 8 << 20 };
+    char *rp = path("ref.raw");
+    m.ref = open(rp, O_RDWR);
+    ck_assert_int_ge(m.ref, 0);
+    apply_random_ops(&m, seed, 300, 3 * cs);
+    assert_same_as_raw(m.bs, "ref.raw");
+    struct bdrv_check_result res;
+    ck_assert_int_eq(bdrv_check(m.bs, &res, 0, NULL), 0);
+    ck_assert_uint_eq(res.corruptions + res.leaks, 0);
+    bdrv_unref(m.bs);
+    close(m.ref);
+    ck_assert_msg(sh("qemu-img check -q w.qcow2") == 0, "qemu-img check failed (cs %u)", cs);
+    ck_assert_msg(sh("qemu-img compare -q -f qcow2 -F raw w.qcow2 ref.raw") == 0,
+                  "qemu-img compare differs (cs %u)", cs);
+    free(p);
+    free(rp);
+}
+
+START_TEST(test_extl2_write)
+{
+    extl2_write_check(65536, false, false, 1);
+    extl2_write_check(16384, false, true, 2);
+    extl2_write_check(65536, true, false, 3);
+    extl2_write_check(32768, true, true, 4);
+    extl2_write_check(1 << 20, true, false, 5);
+}
+END_TEST
+
+START_TEST(test_extl2_subcluster_alloc)
+{
+    /* A 2 KiB write into an empty 64 KiB cluster over a backing file
+     * allocates one subcluster: the rest still reads from the backing
+     * file, and qemu-img map says so. */
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 b.qcow2 1M && "
+                        "qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' b.qcow2 && "
+                        "qemu-img create -q -f qcow2 -o extended_l2=on -b b.qcow2 -F qcow2 "
+                        "w.qcow2 1M"), 0);
+    struct bdrv_node *bs = open_fmt("w.qcow2", "");
+    uint8_t b[3000];
+    memset(b, 7, sizeof(b));
+    ck_assert_int_eq(bdrv_pwrite(bs, (64 << 10) + 2048, b, 2048, 0), 0);
+    /* Unaligned: two subclusters, completed from the backing file. */
+    ck_assert_int_eq(bdrv_pwrite(bs, (128 << 10) + 1000, b, 3000, 0), 0);
+    /* Zeroes on whole subclusters of an allocated cluster: zero bits. */
+    ck_assert_int_eq(bdrv_pwrite_zeroes(bs, (64 << 10) + 8192, 4096, 0), 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q w.qcow2"), 0);
+    ck_assert_int_eq(sh("qemu-io -f qcow2 -c 'read -P 0x5a 64k 2k' -c 'read -P 7 66k 2k' "
+                        "-c 'read -P 0x5a 68k 4k' -c 'read -P 0 72k 4k' "
+                        "-c 'read -P 0x5a 76k 52k' -c 'read -P 0x5a 128k 1000' "
+                        "-c 'read -P 7 132072 3000' -c 'read -P 0x5a 135072 96' "
+                        "w.qcow2 > r.out && ! grep -q -e failed -e error r.out"), 0);
+    /* qemu-img map: 66k..68k allocated in the top (depth 0), the rest of
+     * the cluster from the backing file (depth 1). */
+    ck_assert_int_eq(sh("qemu-img map --output=json w.qcow2 > map.json && "
+                        "grep -q '\"start\": 67584, \"length\": 2048, \"depth\": 0' map.json && "
+                        "grep -q '\"start\": 0, \"length\": 67584, \"depth\": 1' map.json"),
+                     0);
+    /* The L2 entry of cluster 1: bitmap alloc bit 1, zero bits 4-5. */
+    uint64_t l1 = peek64("w.qcow2", 40);
+    uint64_t l2 = peek64("w.qcow2", (long)l1) & 0x00fffffffffffe00ull;
+    ck_assert_uint_eq(peek64("w.qcow2", (long)(l2 + 16 + 8)), (0x30ull << 32) | 0x2);
+}
+END_TEST
+
+START_TEST(test_extl2_create_errors)
+{
+    char *p = path("e.qcow2");
+    struct error *err = NULL;
+    struct bdrv_create_opts co = { .size = 1 << 20, .cluster_size = 8192, .extended_l2 = true };
+    ck_assert_int_eq(bdrv_create("qcow2", p, &co, &err), -EINVAL);
+    ck_assert_str_eq(err->msg, "Extended L2 entries are only supported with cluster sizes "
+                     "of at least 16384 bytes");
+    error_free(err);
+    err = NULL;
+    co.cluster_size = 0;
+    co.compat = "0.10";
+    ck_assert_int_eq(bdrv_create("qcow2", p, &co, &err), -EINVAL);
+    ck_assert_str_eq(err->msg, "Extended L2 entries are only supported with compatibility "
+                     "level 1.1 and above (use compat=1.1 or greater)");
+    error_free(err);
+    /* Preallocation with a backing file needs subclusters. */
+    err = NULL;
+    co.compat = NULL;
+    co.prealloc = PREALLOC_METADATA;
+    co.backing_file = "b.qcow2";
+    co.backing_format = "qcow2";
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 b.qcow2 1M && "
+                        "qemu-io -f qcow2 -c 'write -P 9 0 1M' b.qcow2"), 0);
+    ck_assert_int_eq(bdrv_create("qcow2", p, &co, &err), 0);
+    ck_assert_int_eq(sh("qemu-img check -q e.qcow2 && qemu-io -f qcow2 -c 'read -P 9 0 1M' "
+                        "e.qcow2 > r.out && ! grep -q failed r.out"), 0);
+    free(p);
+}
+END_TEST
+
+START_TEST(test_extl2_hostile)
+{
+    /* Cluster 0 allocated, cluster 1 not: give cluster 1 an allocation
+     * bit (no host cluster), then cluster 0 both bits for subcluster 3. */
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -o extended_l2=on h.qcow2 1M && "
+                        "qemu-io -f qcow2 -c 'write -P 1 0 64k' h.qcow2"), 0);
+    uint64_t l1 = peek64("h.qcow2", 40);
+    uint64_t l2 = peek64("h.qcow2", (long)l1) & 0x00fffffffffffe00ull;
+    poke64("h.qcow2", (long)(l2 + 16 + 8), 1);
+    struct bdrv_node *bs = open_fmt("h.qcow2", "read-only=on");
+    uint8_t b[512];
+    ck_assert_int_eq(bdrv_pread(bs, 0, b, sizeof(b)), 0);
+    ck_assert_int_eq(bdrv_pread(bs, 64 << 10, b, sizeof(b)), -EIO);
+    struct bdrv_check_result res;
+    ck_assert_int_eq(bdrv_check(bs, &res, 0, NULL), 0);
+    ck_assert_uint_eq(res.corruptions, 1);
+    bdrv_unref(bs);
+    poke64("h.qcow2", (long)(l2 + 16 + 8), 0);
+    poke64("h.qcow2", (long)(l2 + 8), (1ull << 35) | 0xffffffffull);
+    bs = open_fmt("h.qcow2", "read-only=on");
+    ck_assert_int_eq(bdrv_pread(bs, 6 << 10, b, sizeof(b)), -EIO);
+    bdrv_unref(bs);
+    /* Read-write: writes stop there and the image is marked corrupt. */
+    bs = open_fmt("h.qcow2", "");
+    ck_assert_int_eq(bdrv_pwrite(bs, 100, b, sizeof(b), 0), -EIO);
+    bdrv_unref(bs);
+    ck_assert_uint_eq(peek64("h.qcow2", 72) & 2, 2);
+}
+END_TEST
+
+static Suite *qcow2_ext_suite(void)
+{
+    Suite *s = suite_create("qcow2-ext");
+    TCase *tc = tcase_create("extl2");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_extl2_read_qemu);
+    tcase_add_test(tc, test_extl2_block_status);
+    tcase_add_test(tc, test_extl2_write);
+    tcase_add_test(tc, test_extl2_subcluster_alloc);
+    tcase_add_test(tc, test_extl2_create_errors);
+    tcase_add_test(tc, test_extl2_hostile);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    log_init("test-qcow2-ext", LOG_ERROR);
+    if (system("command -v qemu-img >/dev/null && command -v qemu-io >/dev/null") != 0) {
+        fprintf(stderr, "missing peer: qemu-img/qemu-io\n");
+        return 77;
+    }
+    return bt_run(qcow2_ext_suite());
+}
