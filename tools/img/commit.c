@@ -26,6 +26,24 @@ static struct bdrv_node *find_base(struct bdrv_node *top, const char *name)
     return NULL;
 }
 
+/* Progress and -r: the commit reports how far through the image it is
+ * after each run it copies or passes over. */
+struct commit_pace {
+    struct img_progress prog;
+    struct img_ratelimit limit;
+    uint64_t last;              /* offset reported last */
+};
+
+static void commit_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    struct commit_pace *p = opaque;
+    img_progress_update(&p->prog, done, total);
+    /* The rate paces the walk through the image, unallocated runs
+     * included: the commit does not say which runs it copied. */
+    img_ratelimit_wait(&p->limit, done - p->last);
+    p->last = done;
+}
+
 int img_cmd_commit(int argc, char **argv)
 {
     enum { OPT_IMAGE_OPTS = 256 };
@@ -37,6 +55,7 @@ int img_cmd_commit(int argc, char **argv)
     const char *fmt = NULL, *base_name = NULL;
     bool drop = false, progress = false, quiet = false;
     struct img_open_flags fl = { .read_only = false };
+    uint64_t rate = 0;
     int c;
 
     optind = 1;
@@ -65,7 +84,10 @@ int img_cmd_commit(int argc, char **argv)
             quiet = true;
             break;
         case 'r':
-            break;          /* rate limit: accepted, not applied */
+            if (img_parse_rate(optarg, &rate) < 0) {
+                return IMG_EXIT_FAIL;
+            }
+            break;
         case OPT_IMAGE_OPTS:
             fl.image_opts = true;
             break;
@@ -99,11 +121,13 @@ int img_cmd_commit(int argc, char **argv)
             goto out_unref;
         }
     }
-    struct img_progress prog;
-    img_progress_init(&prog, progress && !quiet);
+    struct commit_pace pace = { .last = 0 };
+    img_progress_init(&pace.prog, progress && !quiet);
+    img_ratelimit_init(&pace.limit, rate);
     struct error *err = NULL;
-    int r = bdrv_commit(bs, base, !drop, img_progress_cb, &prog, &err);
-    img_progress_end(&prog);
+    int r = bdrv_commit(bs, base, !drop, commit_progress, &pace, &err);
+    img_ratelimit_destroy(&pace.limit);
+    img_progress_end(&pace.prog);
     if (r < 0) {
         img_error("%s", err->msg);
         error_free(err);

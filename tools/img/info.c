@@ -74,8 +74,10 @@ static struct json_object *format_specific(const struct bdrv_qcow2_info *qi)
     return fs;
 }
 
+/* `has_dirty`: qemu-img leaves dirty-flag out when the format cannot say
+ * (raw over an NBD export: the NBD client has no image info). */
 static struct json_object *info_json(const struct bdrv_info *in,
-                                     const struct bdrv_qcow2_info *qi)
+                                     const struct bdrv_qcow2_info *qi, bool has_dirty)
 {
     struct json_object *o = json_object_new_object();
     if (!o) {
@@ -109,8 +111,30 @@ static struct json_object *info_json(const struct bdrv_info *in,
         json_object_object_add(o, "backing-filename",
                                json_object_new_string(in->backing_filename));
     }
-    json_object_object_add(o, "dirty-flag", json_object_new_boolean(in->dirty));
+    if (has_dirty) {
+        json_object_object_add(o, "dirty-flag", json_object_new_boolean(in->dirty));
+    }
     return o;
+}
+
+/* Is there only raw between the node and an NBD client under it? */
+static bool raw_over_nbd(struct bdrv_node *n)
+{
+    while (n && !strcmp(bdrv_driver_name(n), "raw")) {
+        n = bdrv_file_child(n);
+    }
+    return n && !strcmp(bdrv_driver_name(n), "nbd");
+}
+
+/* Is the node, or the protocol node under it, an NBD client? */
+static bool over_nbd(struct bdrv_node *n)
+{
+    for (; n; n = bdrv_file_child(n)) {
+        if (!strcmp(bdrv_driver_name(n), "nbd")) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int img_cmd_info(int argc, char **argv)
@@ -179,13 +203,14 @@ int img_cmd_info(int argc, char **argv)
         struct bdrv_qcow2_info qi;
         bdrv_get_info(n, &info);
         bdrv_get_qcow2_info(n, &qi);
-        /* qemu-img shows the top's name as given; backing files by the
-         * name they were opened with. */
-        if (n == bs) {
+        /* qemu-img shows the top's name as given (backing files by the
+         * name they were opened with), but an NBD export by its node's
+         * name: nbd+unix://?socket=P, nbd://H:PORT/E, whatever was typed. */
+        if (n == bs && !over_nbd(n)) {
             info.filename = filename;
         }
         if (json) {
-            struct json_object *o = info_json(&info, &qi);
+            struct json_object *o = info_json(&info, &qi, !raw_over_nbd(n));
             if (!o) {
                 ret = img_error("Out of memory");
                 break;
