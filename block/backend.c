@@ -185,6 +185,13 @@ void blk_dev_eject_request(struct blk_backend *blk, bool force)
     }
 }
 
+void blk_dev_resized(struct blk_backend *blk)
+{
+    if (blk->dev_ops && blk->dev_ops->resized) {
+        blk->dev_ops->resized(blk->dev_opaque);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */

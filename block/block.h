@@ -341,6 +341,10 @@ bool blk_dev_is_tray_open(const struct blk_backend *blk);
  * cannot happen yet. */
 void blk_dev_eject_request(struct blk_backend *blk, bool force);
 bool blk_dev_is_medium_locked(const struct blk_backend *blk);
+/* Tell the device its medium changed size (dev_ops->resized; nothing
+ * without one). blk_truncate calls it; so may an owner that saw the
+ * image grow by other means. */
+void blk_dev_resized(struct blk_backend *blk);
 
 /*
  * Asynchronous requests. Return 0 when queued (cb will be called exactly
@@ -385,6 +389,16 @@ struct bdrv_node *blk_root(struct blk_backend *blk);
  */
 int blk_set_read_only(struct blk_backend *blk, bool read_only,
                       struct error **errp);
+
+/*
+ * Live resize (block/backend-resize.c): grow the medium to `size` bytes (a
+ * multiple of 512) while a guest uses it, then tell the device
+ * (dev_ops->resized). Requests in flight finish first. A read-only
+ * backend is refused with -EACCES "Image is read-only" and its image left
+ * untouched; shrinking with -EINVAL (the guest's data past the new end
+ * would vanish under it); no medium -ENOMEDIUM. The same size is a no-op.
+ */
+int blk_truncate(struct blk_backend *blk, uint64_t size, struct error **errp);
 
 /* Removable media: replace the root (NULL = eject). Calls media_changed. */
 int blk_insert(struct blk_backend *blk, struct bdrv_node *root,

@@ -146,6 +146,22 @@ fill_buffer:
     memcpy(s->io_buffer, p, 512);
 }
 
+/* After a resize: the capacity words of IDENTIFY data the guest has seen
+ * already (the CHS geometry stays, as on QEMU). */
+void ide_identify_size(struct ide_drive *s)
+{
+    uint8_t *p = (uint8_t *)s->identify;
+
+    if (!s->identify_set)
+        return;
+    put_le16(p + 60 * 2, s->nb_sectors);
+    put_le16(p + 61 * 2, s->nb_sectors >> 16);
+    put_le16(p + 100 * 2, s->nb_sectors);
+    put_le16(p + 101 * 2, s->nb_sectors >> 16);
+    put_le16(p + 102 * 2, s->nb_sectors >> 32);
+    put_le16(p + 103 * 2, s->nb_sectors >> 48);
+}
+
 void ide_atapi_identify(struct ide_drive *s)
 {
     uint8_t *p = (uint8_t *)s->identify;

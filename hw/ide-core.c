@@ -598,6 +598,7 @@ static void hd_resized(void *opaque)
     int64_t len = blk_getlength(s->blk);
 
     s->nb_sectors = len > 0 ? (uint64_t)len / 512 : 0;
+    ide_identify_size(s);
 }
 
 static const struct blk_dev_ops ide_cd_dev_ops = {

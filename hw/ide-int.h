@@ -189,6 +189,7 @@ struct machine *ide_machine(struct ide_drive *s);
 void ide_exec_cmd(struct ide_bus *bus, uint8_t val);
 void ide_sector_read(struct ide_drive *s);
 void ide_sector_write(struct ide_drive *s);
+void ide_identify_size(struct ide_drive *s);
 void ide_identify(struct ide_drive *s);
 void ide_geometry_guess(struct ide_drive *s);
 void ide_dma_cancel(struct ide_drive *s);

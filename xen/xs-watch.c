@@ -387,6 +387,46 @@ out_free:
     free(params);
 }
 
+/*
+ * `resize` (bytes, from diskdm-xl block-resize): grow the image while the
+ * guest runs. The device hears of it through blk_dev_ops.resized (virtio:
+ * new capacity and a config interrupt; IDE: what IDENTIFY reports), and
+ * the frontend through `sectors` and a rewritten `state`, as blkback
+ * publishes a grown disk. Growing is a write to the image, so a read-only
+ * disk is refused. The request key is removed either way; a failure is
+ * in hotplug-error.
+ */
+static void vbd_resize_requested(struct xen_dm *dm, struct xen_vbd *v)
+{
+    char *req = read_rel(dm, v->cfg.be_path, "resize"), path[512];
+    struct error *err = NULL;
+    uint64_t size;
+
+    if (!req)
+        return;
+    if (parse_uint(req, &size) < 0 || size == 0)
+        error_setg(&err, "resize: invalid size '%s'", req);
+    else if (v->cfg.spec.media == DISK_MEDIA_CDROM)
+        error_setg(&err, "resize: a CD-ROM cannot be resized");
+    else if (v->read_only)
+        error_setg(&err, "resize: the disk is read-only (mode=%s); its image "
+                   "is never changed", v->cfg.mode ? v->cfg.mode : "r");
+    else if (blk_truncate(v->blk, size, &err) < 0)
+        error_prepend(&err, "resize");
+    if (err) {
+        report_disk_error(dm, v, err->msg);
+        error_free(err);
+    } else {
+        log_info("vbd %d: %s resized to %llu bytes", v->cfg.devid, v->cfg.vdev,
+                 (unsigned long long)size);
+        write_disk_info(dm, v);
+        write_rel(dm, v->cfg.be_path, "state", "4");
+    }
+    snprintf(path, sizeof(path), "%s/resize", v->cfg.be_path);
+    xs_rm(dm->xs, XBT_NULL, path);
+    free(req);
+}
+
 /* online=0 with state=5 (Closing) is the toolstack's unplug request. */
 static bool vbd_unplug_requested(struct xen_dm *dm, struct xen_vbd *v)
 {
@@ -446,6 +486,8 @@ static void backend_event(struct xen_dm *dm, struct xen_vbd *v, const char *path
         vbd_mode_changed(dm, v, *key != 0);
     if (!strcmp(key, "params") || !*key)
         vbd_params_changed(dm, v, *key != 0);
+    if (!strcmp(key, "resize") || !*key)
+        vbd_resize_requested(dm, v);
 }
 
 /*

@@ -172,6 +172,50 @@ START_TEST(identify_all_slots)
 }
 END_TEST
 
+/* IDENTIFY's capacity words, read as the guest does. */
+static uint64_t identify_sectors(int bus, int unit, uint32_t *lba28)
+{
+    uint16_t id[256];
+
+    outb(&T, cmd_base[bus] + 6, 0xa0 | unit << 4);
+    outb(&T, cmd_base[bus] + 7, 0xec);
+    ck_assert_uint_eq(alt(bus), 0x58);
+    for (int i = 0; i < 256; i++)
+        id[i] = inw(&T, cmd_base[bus]);
+    ck_assert_uint_eq(inb(&T, cmd_base[bus] + 7), 0x50);
+    *lba28 = id[60] | (uint32_t)id[61] << 16;
+    ck_assert_uint_eq(id[1], 8);        /* CHS geometry stays as it was */
+    return id[100] | (uint64_t)id[101] << 16 | (uint64_t)id[102] << 32 |
+           (uint64_t)id[103] << 48;
+}
+
+/* A disk grown while the guest runs (blk_truncate): IDENTIFY, already seen
+ * once, reports the new size, and the new sectors can be read. */
+START_TEST(resize_at_run_time)
+{
+    struct error *err = NULL;
+    uint32_t lba28;
+    uint8_t buf[512];
+
+    hwt_attach(&T, 0, false, IMG_SIZE, NULL);
+    ck_assert_uint_eq(identify_sectors(0, 0, &lba28), IMG_SECTORS);
+    ck_assert_uint_eq(lba28, IMG_SECTORS);
+    ata_cmd(0, 0, 3 * IMG_SECTORS - 1, 1, 0x20);
+    wait_not_busy(0);
+    ck_assert_uint_eq(inb(&T, 0x1f7), 0x41);        /* out of range: ERR */
+    ck_assert_uint_eq(inb(&T, 0x1f1), 0x04);        /* ABRT, as QEMU */
+
+    ck_assert_int_eq(blk_truncate(T.blk[0], 3 * (uint64_t)IMG_SIZE, &err), 0);
+    ck_assert_uint_eq(identify_sectors(0, 0, &lba28), 3 * IMG_SECTORS);
+    ck_assert_uint_eq(lba28, 3 * IMG_SECTORS);
+    ata_cmd(0, 0, 3 * IMG_SECTORS - 1, 1, 0x20);
+    hwt_wait(&T, T.level[14]);
+    pio_read(0, buf, 1, 1);
+    for (int i = 0; i < 512; i++)
+        ck_assert_uint_eq(buf[i], 0);               /* the grown part reads zero */
+}
+END_TEST
+
 START_TEST(read_sectors_pio)
 {
     uint8_t buf[3 * 512];
@@ -1014,6 +1058,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, reset_registers);
     tcase_add_test(tc, identify_all_slots);
+    tcase_add_test(tc, resize_at_run_time);
     tcase_add_test(tc, read_sectors_pio);
     tcase_add_test(tc, write_sectors_pio);
     tcase_add_test(tc, multiple_mode);

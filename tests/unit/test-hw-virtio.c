@@ -422,6 +422,70 @@ START_TEST(read_only_at_run_time)
 }
 END_TEST
 
+/* Live resize (blk_truncate): the capacity in device config grows, the
+ * driver gets a config interrupt, and the new sectors can be written. A
+ * shrink, an unaligned size and a read-only disk are refused with the
+ * image untouched. */
+START_TEST(resize_at_run_time)
+{
+    struct error *err = NULL;
+    struct stat sb;
+
+    attach(false, 1, NULL);
+    w32(MSIX + 0, (uint32_t)MSI_ADDR);
+    w32(MSIX + 8, 0x1111);
+    w32(MSIX + 12, 0);
+    hwt_cfg_write(&T, SLOT, 0, 0x9a, 2, 0x8000);
+    modern_init(1u << 9 | 1u << 13 | 1u << 14, 1, 0);
+    w16(MODERN + 0x10, 0);
+    ck_assert_uint_eq(r32(DEVCFG + 0), IMG_SECTORS);
+    ck_assert_uint_eq(r32(DEVCFG + 4), 0);
+    uint8_t gen = r8(MODERN + 0x15);
+
+    ck_assert_int_eq(blk_truncate(T.blk[0], IMG_SIZE - 512, &err), -EINVAL);
+    ck_assert_str_eq(err->msg, "Shrinking a disk in use is not supported "
+                     "(4193792 bytes is less than the current 4194304)");
+    error_free(err);
+    err = NULL;
+    ck_assert_int_eq(blk_truncate(T.blk[0], IMG_SIZE + 100, &err), -EINVAL);
+    ck_assert_str_eq(err->msg, "New size 4194404 is not a multiple of 512 bytes");
+    error_free(err);
+    err = NULL;
+    ck_assert_uint_eq(r8(ISR) & 2, 0);
+    ck_assert_uint_eq(r32(MSI_ADDR), 0);
+
+    ck_assert_int_eq(blk_truncate(T.blk[0], 2 * IMG_SIZE, &err), 0);
+    ck_assert_uint_eq(r32(DEVCFG + 0), 2 * IMG_SECTORS);
+    ck_assert_uint_eq(r32(MSI_ADDR), 0x1111);
+    ck_assert_uint_eq(r8(ISR) & 2, 2);
+    ck_assert_uint_ne(r8(MODERN + 0x15), gen);
+    ck_assert_int_eq(stat(T.img[0], &sb), 0);
+    ck_assert_int_eq(sb.st_size, 2 * IMG_SIZE);
+
+    /* the last new sector takes a write */
+    uint8_t buf[512];
+    memset(buf, 0x5a, sizeof(buf));
+    wr(DATA, buf, sizeof(buf));
+    queue_req(0, 3, T_OUT, 2 * IMG_SECTORS - 1, DATA, 512, true);
+    kick(0);
+    wait_used(0, avail_idx[0]);
+    ck_assert_uint_eq(r8(st_addr(3)), 0);
+    hwt_file_read(T.img[0], 2 * (uint64_t)IMG_SIZE - 512, buf, 1);
+    ck_assert_uint_eq(buf[0], 0x5a);
+
+    /* growing an image is a write: a read-only disk is refused */
+    ck_assert_int_eq(blk_set_read_only(T.blk[0], true, &err), 0);
+    uint64_t hash = hwt_file_hash(T.img[0]);
+    ck_assert_int_eq(blk_truncate(T.blk[0], 4 * IMG_SIZE, &err), -EACCES);
+    ck_assert_str_eq(err->msg, "Image is read-only");
+    error_free(err);
+    ck_assert_uint_eq(r32(DEVCFG + 0), 2 * IMG_SECTORS);
+    ck_assert_int_eq(stat(T.img[0], &sb), 0);
+    ck_assert_int_eq(sb.st_size, 2 * IMG_SIZE);
+    ck_assert_uint_eq(hwt_file_hash(T.img[0]), hash);
+}
+END_TEST
+
 START_TEST(legacy_with_msix_and_intx)
 {
     attach(false, 1, NULL);
@@ -900,6 +964,7 @@ static Suite *suite(void)
     tcase_add_test(tc, discard_and_write_zeroes);
     tcase_add_test(tc, read_only_disk);
     tcase_add_test(tc, read_only_at_run_time);
+    tcase_add_test(tc, resize_at_run_time);
     tcase_add_test(tc, legacy_with_msix_and_intx);
     tcase_add_test(tc, multiqueue_indirect_many_in_flight);
     tcase_add_test(tc, reset_drops_late_completions);

@@ -50,6 +50,7 @@ static void usage(FILE *f)
 "  block-detach N VDEV|DEVID      unplug a disk\n"
 "  block-list N                   list a domain's disks\n"
 "  block-set-mode N VDEV r|w      make a live disk read-only or read-write\n"
+"  block-resize N VDEV SIZE       grow a live disk's image to SIZE (K, M, G, T)\n"
 "  cd-insert N VDEV TARGET        insert a CD-ROM image\n"
 "  cd-eject N VDEV                eject the CD-ROM\n"
 "\n"
@@ -988,6 +989,82 @@ static int cmd_block_set_mode(struct xl_ctx *c, int argc, char **argv)
     return ret;
 }
 
+/* The device model took the resize request away, or reported an error. */
+static int check_resized(struct xl_ctx *c, void *opaque)
+{
+    const struct xl_dev *d = opaque;
+    char *req = xread(c, "%s/resize", d->be_path);
+    char *e = xread(c, "%s/hotplug-error", d->be_path);
+    int r = e ? -EIO : req ? 0 : 1;
+
+    free(req);
+    free(e);
+    return r;
+}
+
+/*
+ * Growing an image is a write to it, so a disk the toolstack gave the
+ * guest read-only (mode=r) is refused here and again by the device model.
+ * The request is the backend's `resize` key (bytes); the device model
+ * grows the image, tells the guest's device, publishes the new `sectors`
+ * and removes the key, or writes hotplug-error.
+ */
+static int cmd_block_resize(struct xl_ctx *c, int argc, char **argv)
+{
+    struct xl_dev d;
+    uint64_t size;
+    char what[64], val[32], path[512], *mode, *type, *sectors;
+    int domid, r, ret = 0;
+
+    if (argc != 4)
+        die_usage("block-resize: expected a domain id, a device and a size");
+    domid = parse_domid(argv[1]);
+    if (parse_size(argv[3], &size) < 0 || size == 0)
+        die_usage("block-resize: invalid size '%s'", argv[3]);
+    if (size % 512)
+        die_usage("block-resize: size %s is not a multiple of 512 bytes", argv[3]);
+    find_dev(c, domid, argv[2], &d);
+    snprintf(what, sizeof(what), "block-resize %s", d.vdev);
+    type = xread(c, "%s/device-type", d.be_path);
+    mode = xread(c, "%s/mode", d.be_path);
+    if (type && !strcmp(type, "cdrom"))
+        die("%s: a CD-ROM cannot be resized", what);
+    if (!mode || mode[0] != 'w')
+        die("%s: the disk is read-only (mode=%s); its image is never changed",
+            what, mode ? mode : "missing");
+    free(type);
+    free(mode);
+    if (!dm_running(c, domid))
+        die("%s: no device model is running for domain %d", what, domid);
+    xrm(c, "%s/hotplug-error", d.be_path);
+    snprintf(path, sizeof(path), "%s/resize", d.be_path);
+    snprintf(val, sizeof(val), "%llu", (unsigned long long)size);
+    if (!xs_write(c->xs, XBT_NULL, path, val, strlen(val)))
+        die("xenstore write %s: %s", path, strerror(errno));
+    r = wait_for(c, d.be_path, check_resized, &d, 0, NULL);
+    if (r == -EIO) {
+        char *e = xread(c, "%s/hotplug-error", d.be_path);
+
+        fprintf(stderr, "diskdm-xl: %s: %s\n", what, e ? e : "failed");
+        free(e);
+        ret = 1;
+    } else if (r < 0) {
+        fprintf(stderr, "diskdm-xl: %s: device model did not respond within %d s\n",
+                what, c->timeout_ms / 1000);
+        ret = 1;
+    }
+    xrm(c, "%s/resize", d.be_path);
+    sectors = ret ? NULL : xread(c, "%s/sectors", d.be_path);
+    if (!ret && (!sectors || strtoull(sectors, NULL, 10) != size / 512)) {
+        fprintf(stderr, "diskdm-xl: %s: the device model reports %s sectors\n",
+                what, sectors ? sectors : "no");
+        ret = 1;
+    }
+    free(sectors);
+    free_dev(&d);
+    return ret;
+}
+
 /* ------------------------------------------------------------------ */
 
 static const struct {
@@ -1000,6 +1077,7 @@ static const struct {
     { "block-detach", cmd_block_detach },
     { "block-list", cmd_block_list },
     { "block-set-mode", cmd_block_set_mode },
+    { "block-resize", cmd_block_resize },
     { "cd-insert", cmd_cd_insert },
     { "cd-eject", cmd_cd_eject },
 };
