@@ -71,6 +71,7 @@ struct conv_state {
      * so a target that allocates as it goes (qcow2) gets its clusters in
      * guest order, as qemu-img's. */
     bool in_order;
+    bool salvage;               /* --salvage: unreadable sectors become zeroes */
     struct img_ratelimit *limit;    /* -r, or NULL */
 
     pthread_mutex_t lock;       /* protects what follows */
@@ -290,6 +291,24 @@ static int write_compressed(struct conv_state *s, uint64_t dst_off, const uint8_
     return 0;
 }
 
+/* --salvage: read the run again sector by sector; what cannot be read
+ * is copied as zeroes, with a warning naming the offset (as qemu-img). */
+static int salvage_read(struct conv_state *s, const struct conv_seg *seg, uint8_t *buf)
+{
+    for (uint64_t k = 0; k < seg->len; k += BDRV_SECTOR_SIZE) {
+        uint64_t n = MIN((uint64_t)BDRV_SECTOR_SIZE, seg->len - k);
+        int r = bdrv_pread(seg->src, seg->src_off + k, buf + k, n);
+        if (r < 0) {
+            memset(buf + k, 0, n);
+            pthread_mutex_lock(&s->lock);
+            fprintf(stderr, "diskdm-img: warning: error while reading offset %" PRIu64
+                    ": %s\n", seg->dst_off + k, strerror(-r));
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    return 0;
+}
+
 static void *conv_worker(void *opaque)
 {
     struct conv_state *s = opaque;
@@ -328,6 +347,9 @@ static void *conv_worker(void *opaque)
             ret = bdrv_pwrite_zeroes(s->dst, seg.dst_off, seg.len, 0);
         } else {
             ret = bdrv_pread(seg.src, seg.src_off, buf, seg.len);
+            if (ret < 0 && s->salvage) {
+                ret = salvage_read(s, &seg, buf);
+            }
             wr = false;
             if (ret == 0 && !wait_turn(s, seg.seq)) {
                 goto next;
@@ -380,15 +402,40 @@ static int run_copy(struct conv_state *s, unsigned nb_workers)
     return s->err;
 }
 
+/*
+ * --bitmaps: persistent dirty bitmaps are not copied here, so a source
+ * that has some (qcow2 v3 autoclear bit 0, "bitmaps extension valid") is
+ * refused rather than converted without them; one without any converts.
+ */
+static int check_bitmaps(struct bdrv_node *src, const char *name)
+{
+    struct bdrv_qcow2_info qi;
+    bdrv_get_qcow2_info(src, &qi);
+    if (strcmp(bdrv_driver_name(src), "qcow2") || !qi.valid) {
+        return img_error("Source lacks bitmap support");
+    }
+    uint8_t hdr[96];
+    struct bdrv_node *f = bdrv_file_child(src);
+    if (!strcmp(qi.compat, "1.1") && f && bdrv_pread(f, 0, hdr, sizeof(hdr)) == 0 &&
+        (hdr[95] & 1)) {
+        return img_error("'%s' has persistent bitmaps: copying them is not supported",
+                         name);
+    }
+    return 0;
+}
+
 int img_cmd_convert(int argc, char **argv)
 {
-    enum { OPT_IMAGE_OPTS = 256, OPT_TARGET_IS_ZERO, OPT_TARGET_IMAGE_OPTS };
+    enum { OPT_IMAGE_OPTS = 256, OPT_TARGET_IS_ZERO, OPT_TARGET_IMAGE_OPTS, OPT_SALVAGE,
+           OPT_BITMAPS };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
         { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
         { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
         { "force-share", no_argument, NULL, 'U' },
+        { "salvage", no_argument, NULL, OPT_SALVAGE },
+        { "bitmaps", no_argument, NULL, OPT_BITMAPS },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL, *out_fmt = "raw", *prealloc = NULL;
@@ -405,7 +452,8 @@ int img_cmd_convert(int argc, char **argv)
      * threads than CPUs only contend for the target file. */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t sparse = 4096, workers = (uint64_t)MAX(2, MIN(4, ncpu)), rate = 0;
-    bool sparse_given = false, out_of_order = false;
+    bool sparse_given = false, out_of_order = false, copy_range = false, salvage = false,
+         bitmaps = false;
     int c, ret = IMG_EXIT_FAIL;
 
     optind = 1;
@@ -482,7 +530,15 @@ int img_cmd_convert(int argc, char **argv)
             out_of_order = true;
             break;
         case 'C':
-            /* Copy offloading is used where it helps; never required. */
+            /* Copy offloading is used where it helps anyway; -C only
+             * brings qemu-img's checks of what cannot go with it. */
+            copy_range = true;
+            break;
+        case OPT_SALVAGE:
+            salvage = true;
+            break;
+        case OPT_BITMAPS:
+            bitmaps = true;
             break;
         case 'U':
             sfl.force_share = true;
@@ -529,6 +585,18 @@ int img_cmd_convert(int argc, char **argv)
     }
     if (!img_format_known(out_fmt)) {
         ret = img_error("Unknown file format '%s'", out_fmt);
+        goto out;
+    }
+    if (copy_range && compress) {
+        ret = img_error("Cannot enable copy offloading when -c is used");
+        goto out;
+    }
+    if (copy_range && sparse_given) {
+        ret = img_error("Cannot enable copy offloading when -S is used");
+        goto out;
+    }
+    if (bitmaps && strcmp(out_fmt, "qcow2")) {
+        ret = img_error("Format driver '%s' does not support bitmaps", out_fmt);
         goto out;
     }
     if (compress && strcmp(out_fmt, "qcow2")) {
@@ -583,6 +651,9 @@ int img_cmd_convert(int argc, char **argv)
         }
         s.src_len[i] = (uint64_t)l;
         s.total += (uint64_t)l;
+        if (bitmaps && check_bitmaps(s.src[i], argv[optind + i]) != 0) {
+            goto out_free_src;
+        }
     }
 
     if (!no_create) {
@@ -654,6 +725,7 @@ int img_cmd_convert(int argc, char **argv)
     s.target_has_backing = backing != NULL;
     /* Write order only shapes targets that allocate as they go: a raw
      * target's layout is its offsets, so it is written out of order. */
+    s.salvage = salvage;
     s.in_order = !out_of_order && strcmp(bdrv_driver_name(s.dst), "raw");
     struct img_ratelimit limit;
     img_ratelimit_init(&limit, rate);
