@@ -23,9 +23,13 @@ enum {
     VU_SET_VRING_BASE = 10, VU_GET_VRING_BASE = 11, VU_SET_VRING_KICK = 12,
     VU_SET_VRING_CALL = 13, VU_SET_VRING_ERR = 14,
     VU_GET_PROTOCOL_FEATURES = 15, VU_SET_PROTOCOL_FEATURES = 16,
-    VU_GET_QUEUE_NUM = 17, VU_SET_VRING_ENABLE = 18, VU_GET_CONFIG = 24,
+    VU_GET_QUEUE_NUM = 17, VU_SET_VRING_ENABLE = 18,
+    VU_SET_BACKEND_REQ_FD = 21, VU_GET_CONFIG = 24,
     VU_SET_CONFIG = 25, VU_RESET_DEVICE = 34,
 };
+
+/* Back-end message types, sent on the front end's back-end channel. */
+#define VU_BACKEND_CONFIG_CHANGE_MSG 2
 
 #define VU_FLAG_VERSION         0x1u
 #define VU_FLAG_REPLY           0x4u
@@ -42,9 +46,11 @@ enum {
 /* Protocol features we speak. */
 #define VU_PROTO_F_MQ           0
 #define VU_PROTO_F_REPLY_ACK    3
+#define VU_PROTO_F_BACKEND_REQ  5
 #define VU_PROTO_F_CONFIG       9
 #define VU_PROTO_FEATURES       (1ull << VU_PROTO_F_MQ | \
                                  1ull << VU_PROTO_F_REPLY_ACK | \
+                                 1ull << VU_PROTO_F_BACKEND_REQ | \
                                  1ull << VU_PROTO_F_CONFIG)
 
 struct vub_region {
@@ -71,6 +77,7 @@ struct vub {
 
     /* Per connection. */
     int fd;                     /* -1: no front end */
+    int backend_fd;             /* SET_BACKEND_REQ_FD channel, -1 = none */
     bool in_msg;                /* a message is being handled */
     bool hangup;                /* the peer went away during it */
     struct vblk *vblk;
@@ -138,10 +145,37 @@ static void vub_needs_reset(void *opaque)
     }
 }
 
+/*
+ * The device's config changed (read-only flip, resize): tell the front end
+ * with CONFIG_CHANGE_MSG on its back-end channel, when it negotiated both
+ * BACKEND_REQ and CONFIG and gave us the channel. No reply is asked for,
+ * so the loop never waits on the front end. QEMU 7.2 then reads the
+ * config again and interrupts the guest only when the capacity changed;
+ * a read-only flip reaches the guest as IOERR on its writes either way.
+ */
+static void vub_notify_config(void *opaque)
+{
+    struct vub *v = opaque;
+    uint32_t hdr[3] = { VU_BACKEND_CONFIG_CHANGE_MSG, VU_FLAG_VERSION, 0 };
+
+    if (v->backend_fd < 0 ||
+        !(v->proto_features >> VU_PROTO_F_BACKEND_REQ & 1) ||
+        !(v->proto_features >> VU_PROTO_F_CONFIG & 1))
+        return;
+    /* A 12-byte message on a stream socket: written whole or not at all
+     * unless the peer stopped reading, which drops the channel. */
+    if (send(v->backend_fd, hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+        (ssize_t)sizeof(hdr)) {
+        log_msg(LOG_WARN, "vhost-user-blk: back-end channel: %s; config "
+                "changes are no longer announced", strerror(errno));
+        close(v->backend_fd);
+        v->backend_fd = -1;
+    }
+}
+
 static const struct vblk_transport_ops vub_transport_ops = {
     .notify_queue = vub_notify_queue,
-    .notify_config = NULL,      /* no back-end channel: the guest sees
-                                 * read-only changes as IOERR on writes */
+    .notify_config = vub_notify_config,
     .needs_reset = vub_needs_reset,
 };
 
@@ -544,6 +578,22 @@ static int handle_msg(struct vub *v, struct vu_msg *m)
         else
             queue_stop(v, m->p.state.index);
         break;
+    case VU_SET_BACKEND_REQ_FD: {
+        int fd = take_fd(v);
+
+        if (fd < 0 || !(v->proto_features >> VU_PROTO_F_BACKEND_REQ & 1)) {
+            log_msg(LOG_ERROR, "vhost-user-blk: SET_BACKEND_REQ_FD %s",
+                    fd < 0 ? "without a file descriptor"
+                           : "without BACKEND_REQ negotiated");
+            if (fd >= 0)
+                close(fd);
+            ret = -EINVAL;
+            break;
+        }
+        close_fd(&v->backend_fd);
+        v->backend_fd = fd;
+        break;
+    }
     case VU_GET_CONFIG:
         ret = get_config(v, m);
         if (ret != -EINVAL)
@@ -602,6 +652,7 @@ static void disconnect(struct vub *v)
         close_fd(&v->queues[q].call_fd);
         close_fd(&v->queues[q].err_fd);
     }
+    close_fd(&v->backend_fd);
     drop_fds(v);
     unmap_regions(v);
     close(v->fd);
@@ -688,6 +739,7 @@ struct vub *vub_new(struct event_loop *loop, const struct vub_config *cfg,
     v->on_close = cfg->on_close;
     v->opaque = cfg->opaque;
     v->fd = -1;
+    v->backend_fd = -1;
     v->mem = (struct virtio_mem){ .map = vub_map, .opaque = v };
     if (cfg->serial && !(v->serial = strdup(cfg->serial))) {
         free(v);

@@ -231,7 +231,7 @@ START_TEST(negotiation_and_config)
     ck_assert(f >> 12 & 1);                         /* MQ: 2 queues */
     ck_assert(!(f >> 5 & 1));                       /* not RO */
     ck_assert(!(f >> 34 & 1));                      /* no packed ring */
-    ck_assert_uint_eq(get_u64(&t, 15), 1u << 0 | 1u << 3 | 1u << 9);
+    ck_assert_uint_eq(get_u64(&t, 15), 1u << 0 | 1u << 3 | 1u << 5 | 1u << 9);
     ck_assert_uint_eq(get_u64(&t, 17), 2);
     /* QEMU 7.2 asks for its 60-byte struct virtio_blk_config. */
     struct { uint32_t off, size, flags; uint8_t data[60]; } c = { 0, 60, 0 }, r;
@@ -405,6 +405,89 @@ START_TEST(reconnect)
 }
 END_TEST
 
+/* No message waiting on the back-end channel `fd` (non-blocking peek; a
+ * channel the back end closed is quiet too). */
+static bool channel_quiet(int fd)
+{
+    uint8_t b;
+    ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+    return n == 0 || (n < 0 && errno == EAGAIN);
+}
+
+/* Protocol features `pf`, then the back-end channel; returns our end. */
+static int backend_channel(struct vt *t, uint64_t pf, uint64_t want_ack)
+{
+    int sv[2];
+
+    uint64_t f = get_u64(t, 1);
+    send_msg(t, 2, 0, &f, 8, NULL, 0);
+    send_msg(t, 16, 0, &pf, 8, NULL, 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_uint_eq(acked(t, 21, NULL, 0, &sv[1], 1), want_ack);
+    close(sv[1]);
+    return sv[0];
+}
+
+/* A read-only flip and a resize each send CONFIG_CHANGE_MSG (2, version
+ * flag, no payload, no reply asked) on the back-end channel when the front
+ * end negotiated BACKEND_REQ and CONFIG; nothing otherwise. A channel the
+ * front end closed is dropped without a signal. */
+START_TEST(config_change_on_the_backend_channel)
+{
+    struct error *err = NULL;
+    uint32_t hdr[3];
+    struct vt t;
+    int ch;
+
+    vt_init(&t, NULL);
+    ch = backend_channel(&t, 1u << 3 | 1u << 5 | 1u << 9, 0);
+    ck_assert(channel_quiet(ch));
+    ck_assert_int_eq(blk_set_read_only(t.h.blk[0], true, &err), 0);
+    ck_assert_int_eq(full_read(ch, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+    ck_assert_uint_eq(hdr[0], 2);
+    ck_assert_uint_eq(hdr[1], 1);
+    ck_assert_uint_eq(hdr[2], 0);
+    ck_assert(channel_quiet(ch));
+    ck_assert_int_eq(blk_set_read_only(t.h.blk[0], false, &err), 0);
+    ck_assert_int_eq(full_read(ch, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+    ck_assert_uint_eq(hdr[0], 2);
+    /* a resize: the new capacity is in GET_CONFIG */
+    ck_assert_int_eq(blk_truncate(t.h.blk[0], 2 << 20, &err), 0);
+    ck_assert_int_eq(full_read(ch, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+    ck_assert_uint_eq(hdr[0], 2);
+    struct { uint32_t off, size, flags; uint8_t data[8]; } c = { 0, 8, 0 }, r;
+    send_msg(&t, 24, 0, &c, sizeof(c), NULL, 0);
+    ck_assert_uint_eq(recv_reply(&t, 24, &r), 20);
+    uint64_t cap;
+    memcpy(&cap, r.data, 8);
+    ck_assert_uint_eq(cap, 4096);
+    /* the front end closes its channel: dropped, no SIGPIPE */
+    close(ch);
+    ck_assert_int_eq(blk_set_read_only(t.h.blk[0], true, &err), 0);
+    ck_assert_int_eq(blk_set_read_only(t.h.blk[0], false, &err), 0);
+    ck_assert_int_eq(t.closed, 0);
+    vt_fini(&t);
+
+    /* CONFIG not negotiated: the channel is accepted but stays quiet */
+    vt_init(&t, NULL);
+    ch = backend_channel(&t, 1u << 3 | 1u << 5, 0);
+    ck_assert_int_eq(blk_set_read_only(t.h.blk[0], true, &err), 0);
+    hwt_settle(&t.h);
+    ck_assert(channel_quiet(ch));
+    close(ch);
+    vt_fini(&t);
+
+    /* BACKEND_REQ not negotiated: SET_BACKEND_REQ_FD fails, nothing sent */
+    vt_init(&t, NULL);
+    ch = backend_channel(&t, 1u << 3 | 1u << 9, 1);
+    ck_assert_int_eq(blk_set_read_only(t.h.blk[0], true, &err), 0);
+    hwt_settle(&t.h);
+    ck_assert(channel_quiet(ch));
+    close(ch);
+    vt_fini(&t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hw-vhost-user");
@@ -415,6 +498,7 @@ static Suite *suite(void)
     tcase_add_test(tc, buffer_outside_the_memory_table);
     tcase_add_loop_test(tc, hostile_messages, 0, 2);
     tcase_add_test(tc, reconnect);
+    tcase_add_test(tc, config_change_on_the_backend_channel);
     suite_add_tcase(s, tc);
     return s;
 }
