@@ -65,7 +65,8 @@ int img_cmd_amend(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+ho:f:t:pq", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:ho:f:t:pq", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             optstr = optarg;
@@ -89,7 +90,7 @@ int img_cmd_amend(int argc, char **argv)
         case 'h':
             return img_cmd_help("amend");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     if (!optstr) {

@@ -88,7 +88,8 @@ int img_cmd_bench(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+hc:d:f:ni:o:qs:S:t:wU", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:hc:d:f:ni:o:qs:S:t:wU", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (parse_uint(optarg, &count) < 0 || count == 0 || count > INT32_MAX) {
@@ -165,7 +166,7 @@ int img_cmd_bench(int argc, char **argv)
         case 'h':
             return img_cmd_help("bench");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     if (optind != argc - 1) {

@@ -59,7 +59,8 @@ int img_cmd_commit(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:ht:b:dpqr:", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:f:ht:b:dpqr:", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -94,7 +95,7 @@ int img_cmd_commit(int argc, char **argv)
         case 'h':
             return img_cmd_help("commit");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     if (optind != argc - 1) {

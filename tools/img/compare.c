@@ -97,7 +97,8 @@ int img_cmd_compare(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:F:T:pqsU", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:hf:F:T:pqsU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt1 = optarg;
@@ -129,7 +130,7 @@ int img_cmd_compare(int argc, char **argv)
         case 'h':
             return img_cmd_help("compare");
         default:
-            img_bad_option();
+            img_bad_option_at(argv, c);
             return CMP_EXIT_ERROR;
         }
     }

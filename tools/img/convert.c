@@ -457,7 +457,8 @@ int img_cmd_convert(int argc, char **argv)
     int c, ret = IMG_EXIT_FAIL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:O:B:F:co:l:S:pt:T:qnm:WUCr:",
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:hf:O:B:F:co:l:S:pt:T:qnm:WUCr:",
                             longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
@@ -564,7 +565,7 @@ int img_cmd_convert(int argc, char **argv)
             ret = img_cmd_help("convert");
             goto out;
         default:
-            ret = img_bad_option();
+            ret = img_bad_option_at(argv, c);
             goto out;
         }
     }

@@ -57,7 +57,8 @@ int img_cmd_create(int argc, char **argv)
     int c, ret = IMG_EXIT_FAIL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:o:b:F:uqh", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:f:o:b:F:uqh", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -92,7 +93,7 @@ int img_cmd_create(int argc, char **argv)
             ret = img_cmd_help("create");
             goto out;
         default:
-            ret = img_bad_option();
+            ret = img_bad_option_at(argv, c);
             goto out;
         }
     }

@@ -30,7 +30,8 @@ int img_cmd_dd(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:O:U", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:hf:O:U", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -47,7 +48,7 @@ int img_cmd_dd(int argc, char **argv)
         case 'h':
             return img_cmd_help("dd");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     for (int i = optind; i < argc; i++) {

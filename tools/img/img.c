@@ -93,6 +93,16 @@ int img_bad_option(void)
     return IMG_EXIT_USAGE;
 }
 
+int img_bad_option_at(char **argv, int c)
+{
+    char shortopt[3] = { '-', (char)optopt, '\0' };
+    const char *what = optopt > 0 && optopt < 256 && argv[optind - 1][1] != '-'
+                       ? shortopt : argv[optind - 1];
+    fprintf(stderr, "diskdm-img: %s '%s'\n",
+            c == ':' ? "missing argument for option" : "unrecognized option", what);
+    return img_bad_option();
+}
+
 int img_usage_error(const char *fmt, ...)
 {
     va_list ap;

@@ -155,7 +155,8 @@ int img_cmd_info(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:Uh", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:f:Uh", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -181,7 +182,7 @@ int img_cmd_info(int argc, char **argv)
         case 'h':
             return img_cmd_help("info");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     if (optind != argc - 1) {

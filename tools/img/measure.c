@@ -82,7 +82,8 @@ int img_cmd_measure(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:O:o:l:U", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:hf:O:o:l:U", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -122,7 +123,7 @@ int img_cmd_measure(int argc, char **argv)
         case 'h':
             return img_cmd_help("measure");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     const char *filename = optind < argc ? argv[optind] : NULL;

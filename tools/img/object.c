@@ -54,6 +54,31 @@ static bool known(const struct img_objects *o, const char *id)
     return false;
 }
 
+/* "TYPE,...,help": the object type's options are wanted; an element
+ * without '=' after the first is otherwise not an option. */
+static bool wants_help(const char *spec, char *type, size_t len)
+{
+    const char *p = spec;
+    bool first = true, help = false;
+    type[0] = '\0';
+    while (*p) {
+        size_t n = 0;
+        while (p[n] && !(p[n] == ',' && p[n + 1] != ',')) {
+            n += p[n] == ',' ? 2 : 1;
+        }
+        if (!first && ((n == 4 && !strncmp(p, "help", 4)) || (n == 1 && *p == '?'))) {
+            help = true;
+        } else if (first && !memchr(p, '=', n)) {
+            snprintf(type, len, "%.*s", (int)n, p);
+        } else if (n > 9 && !strncmp(p, "qom-type=", 9)) {
+            snprintf(type, len, "%.*s", (int)(n - 9), p + 9);
+        }
+        first = false;
+        p += n + (p[n] == ',');
+    }
+    return help;
+}
+
 /* One --object argument. -1: accepted; else the exit code (0 after a
  * help listing). */
 static int object_add(struct img_objects *o, const char *spec)
@@ -61,6 +86,18 @@ static int object_add(struct img_objects *o, const char *spec)
     struct kvlist kv = { 0 };
     struct error *err = NULL;
     int ret = IMG_EXIT_FAIL;
+    char htype[64];
+    if (wants_help(spec, htype, sizeof(htype))) {
+        if (!htype[0]) {
+            return img_error("Parameter 'qom-type' is missing");
+        }
+        if (strcmp(htype, "secret")) {
+            return img_error("Parameter 'qom-type' does not accept value '%s'", htype);
+        }
+        printf("secret options:\n  data=<string>\n  file=<string>\n"
+               "  format=<QCryptoSecretFormat>\n  iv=<string>\n  keyid=<string>\n");
+        return 0;
+    }
     if (opts_split(spec, "qom-type", &kv, &err) < 0) {
         img_error("%s", err->msg);
         error_free(err);
@@ -77,8 +114,6 @@ static int object_add(struct img_objects *o, const char *spec)
             } else {
                 type = v;
             }
-        } else if (!strcmp(k, "help")) {
-            help = true;
         } else if (!strcmp(k, "id")) {
             id = v;
         }
@@ -94,12 +129,6 @@ static int object_add(struct img_objects *o, const char *spec)
     }
     if (strcmp(type, "secret")) {
         img_error("Parameter 'qom-type' does not accept value '%s'", type);
-        goto out;
-    }
-    if (help) {
-        printf("secret options:\n  data=<string>\n  file=<string>\n"
-               "  format=<QCryptoSecretFormat>\n  iv=<string>\n  keyid=<string>\n");
-        ret = 0;
         goto out;
     }
     if (!id) {
@@ -216,7 +245,7 @@ int img_objects_take(int *argc, char **argv)
         }
         if (!strcmp(a, "--object")) {
             if (i + 1 >= *argc) {
-                fprintf(stderr, "diskdm-img: option '--object' requires an argument\n");
+                fprintf(stderr, "diskdm-img: missing argument for option '--object'\n");
                 ret = img_bad_option();
                 break;
             }

@@ -106,7 +106,8 @@ int img_cmd_rebase(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -147,7 +148,7 @@ int img_cmd_rebase(int argc, char **argv)
         case 'h':
             return img_cmd_help("rebase");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     if (optind != argc - 1) {

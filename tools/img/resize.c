@@ -48,7 +48,8 @@ int img_cmd_resize(int argc, char **argv)
     }
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:hq", longopts, NULL)) != -1) {
+    opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
+    while ((c = getopt_long(argc, argv, "+:f:hq", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
@@ -70,7 +71,7 @@ int img_cmd_resize(int argc, char **argv)
         case 'h':
             return img_cmd_help("resize");
         default:
-            return img_bad_option();
+            return img_bad_option_at(argv, c);
         }
     }
     if (optind != argc - 1) {
