@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <liburing.h>
@@ -28,6 +29,20 @@
 /* io_uring requests in flight per node; beyond, the worker path. */
 #define RING_DEPTH 64
 
+/* Page-cache writes on the loop thread (see file_aio_submit): one that
+ * took longer than WRITE_SLOW_NS blocked (dirty-page throttling, a read
+ * of a partial block from disk), and writes are then handed off for a
+ * pause that starts at WRITE_PAUSE_MIN_NS and doubles while the probe at
+ * its end is slow again, so sustained blocking costs the loop one slow
+ * write per WRITE_PAUSE_MAX_NS at most. */
+#define WRITE_SLOW_NS (1000 * 1000ULL)
+#define WRITE_PAUSE_MIN_NS (100 * 1000 * 1000ULL)
+#define WRITE_PAUSE_MAX_NS (5000 * 1000 * 1000ULL)
+
+/* Whether the kernel takes RWF_NOWAIT on buffered writes to this file
+ * (ext4 refuses them with EOPNOTSUPP; XFS and btrfs take them). */
+enum nowait_writes { NOWAIT_UNTRIED, NOWAIT_TAKEN, NOWAIT_REFUSED };
+
 /* The node's io_uring, set up on first use for the loop that asked. */
 struct file_ring {
     struct io_uring ring;
@@ -47,6 +62,14 @@ struct file_state {
     const struct bdrv_io_hooks *hooks;
     struct file_ring *ring; /* NULL until the first aio request */
     bool ring_unusable;     /* setting one up failed: worker path only */
+
+    /* Writes done on the loop thread, completed at its next iteration. */
+    enum nowait_writes nowait_writes;
+    uint64_t inline_resume_ns;  /* handed off until then */
+    uint64_t inline_pause_ns;   /* the next pause, once one is needed */
+    struct event_loop *done_loop;
+    struct ev_soon done_soon;
+    struct file_aio *done_head, **done_tail;
 };
 
 /* ------------------------------------------------------------------ */
@@ -364,6 +387,10 @@ static void file_close(struct bdrv_node *bs)
 {
     struct file_state *s = bs->opaque;
     ring_free(s);
+    if (s->done_loop) {
+        /* The core closes a node only with nothing in flight. */
+        ev_soon_cancel(s->done_loop, &s->done_soon);
+    }
     if (s->lock_fd >= 0) {
         close(s->lock_fd);     /* drops every OFD lock it carried */
     }
@@ -524,6 +551,9 @@ static int file_preadv_nowait(struct bdrv_node *bs, uint64_t offset, uint64_t by
     return -EAGAIN;
 }
 
+static int file_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                        const struct iovec *iov, int iovcnt, unsigned flags);
+
 static bool flush_each_write(struct bdrv_node *bs)
 {
     return bs->cache == CACHE_WRITETHROUGH || bs->cache == CACHE_DIRECTSYNC;
@@ -540,6 +570,8 @@ struct file_aio {
     uint64_t done;
     struct iovec *cur;      /* into iov[], advanced past what is done */
     int cnt;
+    int ret;                /* done on the loop thread: its result */
+    struct file_aio *next;  /* on the done list */
     struct iovec iov[];
 };
 
@@ -711,13 +743,34 @@ static void ring_free(struct file_state *s)
     s->ring = NULL;
 }
 
-static int file_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
+static struct file_aio *aio_new(struct bdrv_node *bs, struct bdrv_aio *aio,
+                                uint64_t done, bool copy_iov)
 {
-    struct file_state *s = bs->opaque;
-    if (bs->opts.aio == AIO_THREADS || s->ring_unusable || s->hooks ||
-        (aio->write && flush_each_write(bs))) {
-        return -ENOTSUP;
+    int cnt = copy_iov ? aio->iovcnt : 0;
+    struct file_aio *fa = malloc(sizeof(*fa) + cnt * sizeof(struct iovec));
+    if (!fa) {
+        return NULL;
     }
+    fa->aio = aio;
+    fa->bs = bs;
+    fa->done = 0;
+    fa->ret = 0;
+    fa->next = NULL;
+    fa->cur = fa->iov;
+    fa->cnt = cnt;
+    if (cnt) {
+        memcpy(fa->iov, aio->iov, cnt * sizeof(struct iovec));
+        fa->done = done;
+        iov_advance(&fa->cur, &fa->cnt, done);
+    }
+    return fa;
+}
+
+/* Queue a request on the node's ring (set up on first use), `done` bytes
+ * of it already transferred. */
+static int ring_start(struct bdrv_node *bs, struct file_state *s, struct bdrv_aio *aio,
+                      uint64_t done)
+{
     if (!s->ring) {
         int ret = ring_setup(bs, s, aio->loop);
         if (ret < 0) {
@@ -738,23 +791,148 @@ static int file_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
     if (!sqe) {
         return -EAGAIN;
     }
-    struct file_aio *fa = malloc(sizeof(*fa) + aio->iovcnt * sizeof(struct iovec));
+    struct file_aio *fa = aio_new(bs, aio, done, true);
     if (!fa) {
         /* The entry we took stays empty: make it a no-op. */
         io_uring_prep_nop(sqe);
         io_uring_sqe_set_data(sqe, NULL);
         return -EAGAIN;
     }
-    fa->aio = aio;
-    fa->bs = bs;
-    fa->done = 0;
-    memcpy(fa->iov, aio->iov, aio->iovcnt * sizeof(struct iovec));
-    fa->cur = fa->iov;
-    fa->cnt = aio->iovcnt;
     ring_queue(s, fa, sqe);
     r->inflight++;
     ring_submit(r);
     return 0;
+}
+
+/* At the loop's next iteration: complete a write done on its thread. One
+ * per run, with the next one queued first: the callback may run the loop
+ * (a drain waits for the others) or close the node. */
+static void inline_done(void *opaque)
+{
+    struct file_state *s = opaque;
+    struct file_aio *fa = s->done_head;
+    if (!fa) {
+        return;
+    }
+    s->done_head = fa->next;
+    if (!s->done_head) {
+        s->done_tail = &s->done_head;
+    } else {
+        ev_soon(s->done_loop, &s->done_soon);
+    }
+    struct bdrv_aio *aio = fa->aio;
+    int ret = fa->ret;
+    free(fa);
+    bdrv_aio_complete(aio, ret);
+}
+
+/* Queue a write done on the loop thread for completion at the loop's
+ * next iteration (aio_submit never completes from inside the call). */
+static int inline_finish(struct file_state *s, struct file_aio *fa, int ret)
+{
+    fa->ret = ret;
+    *s->done_tail = fa;
+    s->done_tail = &fa->next;
+    ev_soon(s->done_loop, &s->done_soon);
+    return 0;
+}
+
+/*
+ * A buffered write in the page cache costs a few microseconds, less than
+ * handing it to another thread (io_uring gives buffered writes that
+ * cannot be done without blocking to its kernel workers, as it does all
+ * of ext4's) and being woken up by its completion. So a write is done on
+ * the loop thread when it will not block: with RWF_NOWAIT where the
+ * kernel takes that, else as long as such writes keep being fast (see
+ * WRITE_SLOW_NS). Returns 0 when done (completion queued), 1 when the
+ * write is to be handed off (nothing written), or -errno as aio_submit.
+ */
+static int write_inline(struct bdrv_node *bs, struct file_state *s, struct bdrv_aio *aio)
+{
+    if (s->use_direct) {
+        return 1;       /* O_DIRECT waits for the device */
+    }
+    if (!s->done_loop) {
+        s->done_loop = aio->loop;
+        ev_soon_init(&s->done_soon, inline_done, s);
+        s->done_tail = &s->done_head;
+        s->inline_pause_ns = WRITE_PAUSE_MIN_NS;
+    } else if (s->done_loop != aio->loop) {
+        return 1;
+    }
+    uint64_t t0 = 0;
+    if (s->nowait_writes == NOWAIT_REFUSED) {
+        t0 = clock_ns();
+        if (t0 < s->inline_resume_ns) {
+            return 1;
+        }
+    }
+    /* Allocated first: once written, the request must complete here. */
+    struct file_aio *fa = aio_new(bs, aio, 0, false);
+    if (!fa) {
+        return -EAGAIN;
+    }
+    if (s->nowait_writes != NOWAIT_REFUSED) {
+        ssize_t n = pwritev2(s->fd, aio->iov, aio->iovcnt, aio->offset, RWF_NOWAIT);
+        if (n == (ssize_t)aio->bytes) {
+            s->nowait_writes = NOWAIT_TAKEN;
+            return inline_finish(s, fa, 0);
+        }
+        if (n > 0) {
+            /* The rest would block: the ring does it, or failing that
+             * (nothing else may take a request half done) this thread. */
+            s->nowait_writes = NOWAIT_TAKEN;
+            free(fa);
+            if (!s->ring_unusable && ring_start(bs, s, aio, (uint64_t)n) == 0) {
+                return 0;
+            }
+            fa = aio_new(bs, aio, 0, false);
+            if (!fa) {
+                return -EAGAIN;     /* the worker writes it all again */
+            }
+            int ret = file_pwritev(bs, aio->offset, aio->bytes, aio->iov, aio->iovcnt, 0);
+            return inline_finish(s, fa, ret);
+        }
+        if (n < 0 && errno == EOPNOTSUPP) {
+            /* Not for this file, ever: stop paying a syscall to ask. */
+            s->nowait_writes = NOWAIT_REFUSED;
+            t0 = clock_ns();
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            return inline_finish(s, fa, -errno);
+        } else {
+            free(fa);
+            return 1;
+        }
+    }
+    int ret = file_pwritev(bs, aio->offset, aio->bytes, aio->iov, aio->iovcnt, 0);
+    uint64_t t1 = clock_ns();
+    if (t1 - t0 > WRITE_SLOW_NS) {
+        s->inline_resume_ns = t1 + s->inline_pause_ns;
+        s->inline_pause_ns = MIN(s->inline_pause_ns * 2, WRITE_PAUSE_MAX_NS);
+        log_debug("'%s': a page-cache write took %" PRIu64 " us; handing writes off "
+                  "for a while", bs->filename, (t1 - t0) / 1000);
+    } else {
+        s->inline_pause_ns = WRITE_PAUSE_MIN_NS;
+    }
+    return inline_finish(s, fa, ret);
+}
+
+static int file_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
+{
+    struct file_state *s = bs->opaque;
+    if (bs->opts.aio == AIO_THREADS || s->hooks || (aio->write && flush_each_write(bs))) {
+        return -ENOTSUP;
+    }
+    if (aio->write && bs->opts.aio == AIO_AUTO) {
+        int ret = write_inline(bs, s, aio);
+        if (ret <= 0) {
+            return ret;
+        }
+    }
+    if (s->ring_unusable) {
+        return -ENOTSUP;
+    }
+    return ring_start(bs, s, aio, 0);
 }
 
 static int file_flush(struct bdrv_node *bs)

@@ -7,6 +7,8 @@
 #include "tests/unit/block-test.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #define IMG_SIZE (1 << 20)
 
@@ -195,6 +197,74 @@ START_TEST(test_may_block)
 }
 END_TEST
 
+/* Plain page-cache writes in the default mode (done on the loop thread
+ * where they do not block): completed from the loop, never inside the
+ * submitting call, in submission order, data in place, counted; an error
+ * from the kernel reaches the callback (EFBIG past RLIMIT_FSIZE). */
+START_TEST(test_default_writes)
+{
+    struct blk_backend *blk = open_blk("driver=raw,file.filename=%s", NULL, NULL);
+    enum { N = 16 };
+    uint8_t bufs[N][4096];
+    struct iovec iov[N];
+    struct done d[N];
+    bool in_submit = true;
+    int seq = 0;
+    memset(d, 0, sizeof(d));
+    for (int round = 0; round < 2; round++) {
+        seq = 0;
+        for (int i = 0; i < N; i++) {
+            d[i] = (struct done){ .seq = &seq, .in_submit = &in_submit };
+            iov[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
+            memset(bufs[i], 0x20 + i + round, sizeof(bufs[i]));
+            in_submit = true;
+            ck_assert_int_eq(blk_aio_pwritev(blk, (uint64_t)(N - i) * 8192, &iov[i], 1, 0,
+                                             done_cb, &d[i]), 0);
+            in_submit = false;
+            ck_assert_int_eq(d[i].calls, 0);
+            if (round) {
+                blk_drain(blk);     /* one at a time, as at queue depth 1 */
+                ck_assert_int_eq(d[i].calls, 1);
+            }
+        }
+        blk_drain(blk);
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(d[i].calls, 1);
+            ck_assert(!d[i].called_in_submit);
+            ck_assert_int_eq(d[i].ret, 0);
+            ck_assert_int_eq(d[i].order, i);
+            uint8_t b[2];
+            ck_assert_int_eq(blk_pread(blk, (uint64_t)(N - i) * 8192 + 4094, b, 2), 0);
+            ck_assert_uint_eq(b[0], 0x20 + i + round);
+            ck_assert_uint_eq(b[1], 0x20 + i + round);
+        }
+    }
+
+    struct rlimit old, small = { .rlim_cur = 65536, .rlim_max = RLIM_INFINITY };
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    struct done e = { 0 }, ok = { 0 };
+    ck_assert_int_eq(blk_aio_pwritev(blk, 131072, &iov[0], 1, 0, done_cb, &e), 0);
+    ck_assert_int_eq(blk_aio_pwritev(blk, 0, &iov[1], 1, 0, done_cb, &ok), 0);
+    ck_assert_int_eq(e.calls, 0);
+    blk_drain(blk);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    ck_assert_int_eq(e.calls, 1);
+    ck_assert_int_eq(e.ret, -EFBIG);
+    ck_assert_int_eq(ok.ret, 0);
+
+    struct blk_stats st;
+    blk_get_stats(blk, &st);
+    ck_assert_uint_eq(st.wr_ops, 2 * N + 2);
+    ck_assert_uint_eq(st.wr_bytes, (2 * N + 1) * 4096);
+    ck_assert_uint_eq(st.errors, 1);
+    blk_free(blk);
+}
+END_TEST
+
 /* Many requests in flight at once (more than the io_uring holds), every
  * one completing exactly once, whichever way they reach the kernel. */
 static const char *const inflight_modes[] = {
@@ -286,6 +356,7 @@ START_TEST(test_free_in_callback)
     static const char *const modes[] = {
         "driver=raw,file.filename=%s",
         "driver=raw,file.filename=%s,aio=io_uring",
+        "driver=raw,file.filename=%s",      /* writes on the loop thread */
     };
     for (size_t m = 0; m < ARRAY_SIZE(modes); m++) {
         struct blk_backend *blk = open_blk(modes[m], NULL, NULL);
@@ -312,6 +383,7 @@ START_TEST(test_drain_in_callback)
     static const char *const modes[] = {
         "driver=raw,file.filename=%s",                  /* page-cache fast path */
         "driver=raw,file.filename=%s,aio=io_uring",     /* writes on the ring */
+        "driver=raw,file.filename=%s",                  /* writes on the loop thread */
     };
     for (size_t m = 0; m < ARRAY_SIZE(modes); m++) {
         struct blk_backend *blk = open_blk(modes[m], NULL, NULL);
@@ -685,6 +757,7 @@ static Suite *backend_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_async_read_write);
     tcase_add_test(tc, test_may_block);
+    tcase_add_test(tc, test_default_writes);
     tcase_add_loop_test(tc, test_many_inflight, 0, ARRAY_SIZE(inflight_modes));
     tcase_add_test(tc, test_out_of_order);
     tcase_add_test(tc, test_drain_in_callback);
