@@ -66,7 +66,7 @@ int img_cmd_amend(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:ho:f:t:pq", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":ho:f:t:pq", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             optstr = optarg;

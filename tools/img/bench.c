@@ -89,7 +89,7 @@ int img_cmd_bench(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:hc:d:f:ni:o:qs:S:t:wU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (parse_uint(optarg, &count) < 0 || count == 0 || count > INT32_MAX) {

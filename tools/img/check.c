@@ -137,7 +137,7 @@ int img_cmd_check(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:hf:r:T:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

@@ -60,7 +60,7 @@ int img_cmd_commit(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:f:ht:b:dpqr:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:ht:b:dpqr:", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

@@ -458,7 +458,7 @@ int img_cmd_convert(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:hf:O:B:F:co:l:S:pt:T:qnm:WUCr:",
+    while ((c = getopt_long(argc, argv, ":hf:O:B:F:co:l:S:pt:T:qnm:WUCr:",
                             longopts, NULL)) != -1) {
         switch (c) {
         case 'f':

@@ -32,6 +32,12 @@ static void print_formatting(const char *filename, const char *fmt,
         if (co->compat) {
             printf(" compat=%s", co->compat);
         }
+        if (co->data_file) {
+            printf(" data_file=%s", co->data_file);
+        }
+        if (co->data_file_raw) {
+            printf(" data_file_raw=on");
+        }
         printf(" lazy_refcounts=%s refcount_bits=%u", co->lazy_refcounts ? "on" : "off",
                co->refcount_bits ? co->refcount_bits : 16);
     } else {
@@ -58,7 +64,7 @@ int img_cmd_create(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:f:o:b:F:uqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:o:b:F:uqh", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

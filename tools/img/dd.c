@@ -31,7 +31,7 @@ int img_cmd_dd(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:hf:O:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:O:U", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

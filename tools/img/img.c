@@ -337,6 +337,9 @@ void img_print_create_help(const char *fmt)
         printf("  backing_fmt=<str>      - Image format of the base image\n");
         printf("  cluster_size=<size>    - qcow2 cluster size\n");
         printf("  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n");
+        printf("  data_file=<str>        - File name of an external data file\n");
+        printf("  data_file_raw=<bool (on/off)> - The external data file must stay valid as a "
+               "raw data file\n");
         printf("  extended_l2=<bool (on/off)> - Extended L2 tables\n");
         printf("  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n");
         printf("  preallocation=<str>    - Preallocation mode (allowed values: off, "
@@ -405,6 +408,14 @@ int img_parse_create_opts(const char *str, const char *fmt,
                 ret = img_error("Parameter 'lazy_refcounts' expects 'on' or 'off'");
             } else {
                 co->lazy_refcounts = b;
+            }
+        } else if (q && !strcmp(k, "data_file")) {
+            co->data_file = strdup(v);      /* lives as long as the command */
+        } else if (q && !strcmp(k, "data_file_raw")) {
+            if (parse_bool(v, &b) < 0) {
+                ret = img_error("Parameter 'data_file_raw' expects 'on' or 'off'");
+            } else {
+                co->data_file_raw = b;
             }
         } else if (q && !strcmp(k, "extended_l2")) {
             if (parse_bool(v, &b) < 0) {

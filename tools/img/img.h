@@ -52,8 +52,8 @@ void img_print_synopsis(FILE *out, const char *name);
 int img_cmd_help(const char *name);
 /* An option getopt refused: getopt already said why; add the hint. */
 int img_bad_option(void);
-/* An option getopt (with opterr = 0 and a ':' after the '+' of the
- * option string) refused as `c` ('?' or ':'): qemu-img's "unrecognized
+/* An option getopt (with opterr = 0 and the option string starting with
+ * ':') refused as `c` ('?' or ':'): qemu-img's "unrecognized
  * option 'X'" or "missing argument for option 'X'", and the hint. */
 int img_bad_option_at(char **argv, int c);
 

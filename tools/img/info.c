@@ -156,7 +156,7 @@ int img_cmd_info(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:f:Uh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:Uh", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

@@ -107,7 +107,7 @@ int img_cmd_rebase(int argc, char **argv)
 
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;

@@ -49,7 +49,7 @@ int img_cmd_resize(int argc, char **argv)
     int c;
     optind = 1;
     opterr = 0;         /* img_bad_option_at says it, as qemu-img does */
-    while ((c = getopt_long(argc, argv, "+:f:hq", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:hq", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             fmt = optarg;
