@@ -224,38 +224,65 @@ static void xsd_delete_tree(struct xsd_conn *c, struct xsd_view *v,
 /* Handlers                                                            */
 /* ------------------------------------------------------------------ */
 
-static int xsd_op_read(struct xsd_conn *c)
+/*
+ * The node a one-path request names, in view `v`, if the caller has
+ * `need` on it. *pathp gets the canonical path (the caller frees it; NULL
+ * for a malformed request). NULL with *err set when there is no node:
+ * EINVAL (not one argument), ENOENT, EACCES...
+ */
+static const struct xsd_node *xsd_arg_node(struct xsd_conn *c,
+                                           struct xsd_view *v, uint32_t need,
+                                           char **pathp, int *err)
 {
     const char *arg = xsd_onearg(c);
+
+    *pathp = NULL;
+    *err = 0;
     if (!arg) {
-        return EINVAL;
+        *err = EINVAL;
+        return NULL;
     }
+    *pathp = xsd_canonical(c, arg);
+    return xsd_get_node(c, v, *pathp, need, err);
+}
+
+/* The permissions of a special watch path, or NULL for another name. */
+static struct xsd_perms *xsd_special_name_perms(struct xsd_conn *c,
+                                                const char *name)
+{
+    if (strcmp(name, "@introduceDomain") == 0) {
+        return &c->srv->special_perms[0];
+    }
+    if (strcmp(name, "@releaseDomain") == 0) {
+        return &c->srv->special_perms[1];
+    }
+    return NULL;
+}
+
+/* READ and DIRECTORY: a readable node's value, or its list of children. */
+static int xsd_reply_node(struct xsd_conn *c, bool children)
+{
     struct xsd_view v = xsd_conn_view(c);
-    char *path = xsd_canonical(c, arg);
-    int err = 0;
-    const struct xsd_node *n = xsd_get_node(c, &v, path, XSD_PERM_READ, &err);
-    if (n) {
+    char *path;
+    int err;
+    const struct xsd_node *n = xsd_arg_node(c, &v, XSD_PERM_READ, &path, &err);
+    if (n && children) {
+        xsd_reply(c, XS_DIRECTORY, n->children, n->childlen);
+    } else if (n) {
         xsd_reply(c, XS_READ, n->value, n->vlen);
     }
     free(path);
-    return n ? 0 : err;
+    return err;
+}
+
+static int xsd_op_read(struct xsd_conn *c)
+{
+    return xsd_reply_node(c, false);
 }
 
 static int xsd_op_directory(struct xsd_conn *c)
 {
-    const char *arg = xsd_onearg(c);
-    if (!arg) {
-        return EINVAL;
-    }
-    struct xsd_view v = xsd_conn_view(c);
-    char *path = xsd_canonical(c, arg);
-    int err = 0;
-    const struct xsd_node *n = xsd_get_node(c, &v, path, XSD_PERM_READ, &err);
-    if (n) {
-        xsd_reply(c, XS_DIRECTORY, n->children, n->childlen);
-    }
-    free(path);
-    return n ? 0 : err;
+    return xsd_reply_node(c, true);
 }
 
 /* "path\0offset\0" -> "gen\0child\0child\0..." with one more NUL once the
@@ -312,12 +339,7 @@ static int xsd_op_get_perms(struct xsd_conn *c)
         return EINVAL;
     }
     if (arg[0] == '@') {
-        const struct xsd_perms *sp = NULL;
-        if (strcmp(arg, "@introduceDomain") == 0) {
-            sp = &c->srv->special_perms[0];
-        } else if (strcmp(arg, "@releaseDomain") == 0) {
-            sp = &c->srv->special_perms[1];
-        }
+        const struct xsd_perms *sp = xsd_special_name_perms(c, arg);
         if (!sp) {
             return EINVAL;
         }
@@ -384,15 +406,14 @@ out:
 
 static int xsd_op_mkdir(struct xsd_conn *c)
 {
-    const char *arg = xsd_onearg(c);
-    if (!arg) {
-        return EINVAL;
-    }
     struct xsd_view v = xsd_conn_view(c);
-    char *path = xsd_canonical(c, arg);
-    int err = 0;
-    const struct xsd_node *n = xsd_get_node(c, &v, path, XSD_PERM_WRITE, &err);
+    char *path;
+    int err;
+    const struct xsd_node *n = xsd_arg_node(c, &v, XSD_PERM_WRITE, &path, &err);
     if (!n) {
+        if (!path) {
+            return err;
+        }
         if (err != ENOENT) {
             goto out;
         }
@@ -411,15 +432,14 @@ out:
 
 static int xsd_op_rm(struct xsd_conn *c)
 {
-    const char *arg = xsd_onearg(c);
-    if (!arg) {
-        return EINVAL;
-    }
     struct xsd_view v = xsd_conn_view(c);
-    char *path = xsd_canonical(c, arg);
-    int err = 0;
-    const struct xsd_node *n = xsd_get_node(c, &v, path, XSD_PERM_WRITE, &err);
+    char *path;
+    int err;
+    const struct xsd_node *n = xsd_arg_node(c, &v, XSD_PERM_WRITE, &path, &err);
     if (!n) {
+        if (!path) {
+            return err;
+        }
         if (err == ENOENT) {
             /* Removing what is not there is fine if the parent is. */
             char *parent = xsd_path_parent(path);
@@ -451,12 +471,8 @@ out:
 static int xsd_set_special_perms(struct xsd_conn *c, const char *name,
                                  const struct xsd_perms *perms)
 {
-    struct xsd_perms *sp;
-    if (strcmp(name, "@introduceDomain") == 0) {
-        sp = &c->srv->special_perms[0];
-    } else if (strcmp(name, "@releaseDomain") == 0) {
-        sp = &c->srv->special_perms[1];
-    } else {
+    struct xsd_perms *sp = xsd_special_name_perms(c, name);
+    if (!sp) {
         return EINVAL;
     }
     uint32_t need = XSD_PERM_WRITE | XSD_PERM_OWNER;
