@@ -146,9 +146,12 @@ static int ex_cache(void *opaque, uint64_t off, uint32_t len,
 
 /*
  * Block status of a read-only export is looked up for a long span at once
- * and kept: READs of a sequential reader then find their run in the cache
- * instead of asking the file system (two lseeks per request for raw) or
- * walking L2 tables again.
+ * and data runs are kept: READs of a sequential reader then find their run
+ * in the cache instead of asking the file system (two lseeks per request
+ * for raw) or walking L2 tables again. Holes and zeroes are not kept: some
+ * other program may still write into a raw file we export read-only, and
+ * a stale "data" answer only costs a read of what is there, while a stale
+ * "zero" one would answer zeroes for its new data.
  */
 #define BS_CACHE_SPAN   (256ull << 20)
 /* Readahead hint size beyond a request (see ex_readahead). */
@@ -174,7 +177,7 @@ static int bs_lookup(struct nbd_blk_export *ex, uint64_t off, uint64_t want,
     uint64_t n = 0, m = 0;
     int d = 0;
     int ret = bdrv_block_status(ex->root, off, span, &n, &m, &d);
-    if (ret >= 0 && n > 0) {
+    if (ret >= 0 && n > 0 && (ret & BDRV_BLOCK_DATA) && !(ret & BDRV_BLOCK_ZERO)) {
         ex->bsc[ex->bsc_next] = (struct nbd_bs_cache){
             .off = off, .len = n, .ret = ret, .map = m, .depth = d,
         };
