@@ -84,6 +84,30 @@ nbd_stop ro
 [ "$(md5sum < disk.raw)" = "$sum0" ] || fail "the image changed under -r"
 ok "image unchanged after -r"
 
+# Another program may still write into a raw file exported with -r: its
+# data shows at once where the server answered "hole" before, and reads in
+# READ-sized pieces match the file throughout.
+cp disk.raw ext.raw
+nbd_start ext -r -t -f raw -k ext.sock ext.raw
+$PY - "$T/ext.sock" "$T/ext.raw" <<'PY' || fail "reads of a raw file changed from outside"
+import sys, nbd
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+with open(sys.argv[2], "r+b") as f:
+    for off in range(0, 4 << 20, 256 << 10):
+        f.seek(off)
+        assert h.pread(256 << 10, off) == f.read(256 << 10), off
+    assert h.pread(4096, 8 << 20) == bytes(4096)
+    f.seek(8 << 20)
+    f.write(b"\x77" * 4096)
+    f.flush()
+    assert h.pread(4096, 8 << 20) == b"\x77" * 4096, "stale hole"
+    assert h.pread(8192, (8 << 20) - 4096) == bytes(4096) + b"\x77" * 4096
+h.shutdown()
+PY
+nbd_stop ext
+ok "-r export of a raw file changed from outside: new data shows"
+
 # -r is forced read-only: the image is never opened for writing, not even
 # tried (strace sees every open of the process and its threads)
 # (LeakSanitizer cannot run under ptrace: leaks are checked elsewhere)
