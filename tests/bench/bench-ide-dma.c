@@ -7,15 +7,12 @@
  *
  * Usage: bench-ide-dma [-n COMMANDS] [-s IMAGE_MIB] [-d DIR]
  */
-#include "hw/hw.h"
+#include "tests/bench/bench-hw.h"
 
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define XFER        65536
 #define SECTORS     (XFER / 512)
@@ -34,18 +31,6 @@ static void on_irq(void *opaque, int gsi, bool level)
     struct bench *b = opaque;
     if (gsi == 14 && level)
         b->irq = true;
-}
-
-static void die(const char *what, struct error *err)
-{
-    fprintf(stderr, "bench-ide-dma: %s: %s\n", what, err ? err->msg : "failed");
-    exit(1);
-}
-
-static void cfg_write(struct machine *m, uint32_t addr, unsigned size, uint32_t v)
-{
-    machine_pio_write(m, 0xcf8, 4, 0x80000000u | (addr & ~3u));
-    machine_pio_write(m, 0xcfc + (addr & 3), size, v);
 }
 
 int main(int argc, char **argv)
@@ -72,55 +57,20 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* A real (not sparse) image, read once so it sits in the page cache. */
     char path[4096];
-    snprintf(path, sizeof(path), "%s/bench-ide-dma-XXXXXX", dir);
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        perror("bench-ide-dma: mkstemp");
-        return 1;
-    }
-    uint8_t *chunk = malloc(1 << 20);
-    for (size_t i = 0; i < (1 << 20); i++)
-        chunk[i] = (uint8_t)(i * 7 + 3);
-    for (uint64_t i = 0; i < mib; i++) {
-        if (full_pwrite(fd, chunk, 1 << 20, (off_t)(i << 20)) != 1 << 20) {
-            perror("bench-ide-dma: write image");
-            unlink(path);
-            return 1;
-        }
-    }
-    for (uint64_t i = 0; i < mib; i++)
-        full_pread(fd, chunk, 1 << 20, (off_t)(i << 20));
+    int fd = bench_make_image("bench-ide-dma", dir, mib, path, sizeof(path));
     uint64_t nxfer = (mib << 20) / XFER;
+    struct blk_backend *blk;
 
     b.loop = ev_loop_new(&err);
     if (!b.loop)
-        die("event loop", err);
-    b.m = machine_new(b.loop, NULL, &err);
-    if (!b.m)
-        die("machine", err);
+        bench_die("bench-ide-dma", "event loop", err);
+    b.m = bench_machine("bench-ide-dma", b.loop, path, DISK_IF_IDE, &blk);
     machine_set_irq_observer(b.m, on_irq, NULL, &b);
-    struct bdrv_open_opts o;
-    char *spec = NULL;
-    if (asprintf(&spec, "driver=raw,file.filename=%s,read-only=on", path) < 0)
-        return 1;
-    if (bdrv_open_opts_parse(spec, &o, &err) < 0)
-        die("options", err);
-    struct blk_backend *blk = blk_open(b.loop, &o, NULL, &err);
-    if (!blk)
-        die(path, err);
-    bdrv_open_opts_free(&o);
-    struct disk_spec ds;
-    disk_spec_init(&ds);
-    ds.index = 0;
-    if (machine_attach_disk(b.m, &ds, blk, &err) < 0)
-        die("attach", err);
-    disk_spec_free(&ds);
 
     /* BMDMA at 0xc000, I/O decode and bus mastering; one 64 KiB PRD. */
-    cfg_write(b.m, 0x0920, 4, BM | 1);
-    cfg_write(b.m, 0x0904, 2, 0x0005);
+    bench_cfg_write(b.m, 0x0920, 4, BM | 1);
+    bench_cfg_write(b.m, 0x0904, 2, 0x0005);
     uint8_t prd[8] = { BUF_ADDR & 0xff, (BUF_ADDR >> 8) & 0xff,
                        (BUF_ADDR >> 16) & 0xff, BUF_ADDR >> 24, 0, 0, 0, 0x80 };
     machine_mem_write(b.m, PRD_ADDR, prd, sizeof(prd));
@@ -180,7 +130,5 @@ int main(int argc, char **argv)
     unlink(path);
     free(buf);
     free(guest);
-    free(chunk);
-    free(spec);
     return 0;
 }

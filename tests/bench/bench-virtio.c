@@ -8,16 +8,13 @@
  *
  * Usage: bench-virtio [-n REQUESTS] [-s IMAGE_MIB] [-q DEPTH] [-d DIR]
  */
-#include "hw/hw.h"
+#include "tests/bench/bench-hw.h"
 
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <liburing.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define BS          4096
 #define MAX_DEPTH   128
@@ -44,24 +41,12 @@ static void on_msi(void *opaque, uint64_t addr, uint32_t data)
     b->msis++;
 }
 
-static void die(const char *what, struct error *err)
-{
-    fprintf(stderr, "bench-virtio: %s: %s\n", what, err ? err->msg : "failed");
-    exit(1);
-}
-
 static uint64_t rnd(uint64_t *s)
 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
     *s ^= *s << 17;
     return *s;
-}
-
-static void cfg_write(struct machine *m, uint32_t addr, unsigned size, uint32_t v)
-{
-    machine_pio_write(m, 0xcf8, 4, 0x80000000u | (addr & ~3u));
-    machine_pio_write(m, 0xcfc + (addr & 3), size, v);
 }
 
 static void mw(struct machine *m, uint64_t a, uint64_t v, unsigned size)
@@ -90,15 +75,15 @@ static void set_desc(struct machine *m, unsigned i, uint64_t addr, uint32_t len,
 /* A modern driver with MSI-X (messages to the LAPIC window) and one queue. */
 static void driver_init(struct machine *m, unsigned depth)
 {
-    cfg_write(m, 0x1010, 4, LEGACY | 1);
-    cfg_write(m, 0x1014, 4, (uint32_t)MSIX);
-    cfg_write(m, 0x1020, 4, (uint32_t)MODERN);
-    cfg_write(m, 0x1024, 4, 0);
-    cfg_write(m, 0x1004, 2, 7);
+    bench_cfg_write(m, 0x1010, 4, LEGACY | 1);
+    bench_cfg_write(m, 0x1014, 4, (uint32_t)MSIX);
+    bench_cfg_write(m, 0x1020, 4, (uint32_t)MODERN);
+    bench_cfg_write(m, 0x1024, 4, 0);
+    bench_cfg_write(m, 0x1004, 2, 7);
     mw(m, MSIX + 16, 0xfee00000, 4);
     mw(m, MSIX + 24, 0x41, 4);
     mw(m, MSIX + 28, 0, 4);
-    cfg_write(m, 0x109a, 2, 0x8000);
+    bench_cfg_write(m, 0x109a, 2, 0x8000);
     mw(m, MODERN + 0x14, 3, 1);
     mw(m, MODERN + 0x08, 1, 4);
     mw(m, MODERN + 0x0c, 1, 4);             /* VERSION_1 */
@@ -135,29 +120,12 @@ static double bench_virtio(const char *path, uint64_t count, unsigned depth,
     struct bench b = { 0 };
     struct event_loop *loop = ev_loop_new(&err);
 
+    struct blk_backend *blk;
+
     if (!loop)
-        die("event loop", err);
-    b.m = machine_new(loop, NULL, &err);
-    if (!b.m)
-        die("machine", err);
+        bench_die("bench-virtio", "event loop", err);
+    b.m = bench_machine("bench-virtio", loop, path, DISK_IF_VIRTIO, &blk);
     machine_set_irq_observer(b.m, NULL, on_msi, &b);
-    struct bdrv_open_opts o;
-    char *spec = NULL;
-    if (asprintf(&spec, "driver=raw,file.filename=%s,read-only=on", path) < 0)
-        exit(1);
-    if (bdrv_open_opts_parse(spec, &o, &err) < 0)
-        die("options", err);
-    free(spec);
-    struct blk_backend *blk = blk_open(loop, &o, NULL, &err);
-    if (!blk)
-        die(path, err);
-    bdrv_open_opts_free(&o);
-    struct disk_spec ds;
-    disk_spec_init(&ds);
-    ds.iface = DISK_IF_VIRTIO;
-    if (machine_attach_disk(b.m, &ds, blk, &err) < 0)
-        die("attach", err);
-    disk_spec_free(&ds);
     driver_init(b.m, depth);
 
     uint64_t seed = 0x9e3779b97f4a7c15ull, issued = 0, done = 0, bad = 0;
@@ -275,27 +243,8 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* A real (not sparse) image, read once so it sits in the page cache. */
     char path[4096];
-    snprintf(path, sizeof(path), "%s/bench-virtio-XXXXXX", dir);
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        perror("bench-virtio: mkstemp");
-        return 1;
-    }
-    uint8_t *chunk = malloc(1 << 20);
-    for (size_t i = 0; i < (1 << 20); i++)
-        chunk[i] = (uint8_t)(i * 7 + 3);
-    for (uint64_t i = 0; i < mib; i++) {
-        if (full_pwrite(fd, chunk, 1 << 20, (off_t)(i << 20)) != 1 << 20) {
-            perror("bench-virtio: write image");
-            unlink(path);
-            return 1;
-        }
-    }
-    for (uint64_t i = 0; i < mib; i++)
-        full_pread(fd, chunk, 1 << 20, (off_t)(i << 20));
-    free(chunk);
+    int fd = bench_make_image("bench-virtio", dir, mib, path, sizeof(path));
     uint64_t nblocks = (mib << 20) / BS;
 
     double pread_rate = bench_pread(fd, count, nblocks);
