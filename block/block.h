@@ -279,6 +279,8 @@ struct bdrv_create_opts {
     bool lazy_refcounts;
     enum { PREALLOC_OFF, PREALLOC_METADATA, PREALLOC_FALLOC, PREALLOC_FULL } prealloc;
     bool extended_l2;               /* qcow2: subclusters (16-byte L2 entries) */
+    const char *data_file;          /* qcow2: external data file; NULL = none */
+    bool data_file_raw;             /* qcow2: keep the data file a raw image */
 };
 /* Create `filename` as `format`; an existing file is truncated (as qemu-img does). */
 int bdrv_create(const char *format, const char *filename,

@@ -137,10 +137,12 @@ enum qcow2_ctype qcow2_classify(const struct qcow2_state *s, uint64_t l2e)
     if (l2e & QCOW2_OFLAG_COMPRESSED) {
         return QCOW2_C_COMPRESSED;
     }
+    /* With a data file, host offset 0 is a cluster (marked by COPIED). */
+    bool host = (l2e & QCOW2_L2E_OFFSET_MASK) || (s->data && (l2e & QCOW2_OFLAG_COPIED));
     if ((l2e & QCOW2_OFLAG_ZERO) && !s->ext_l2) {   /* reserved in extended entries */
-        return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_C_ZERO_ALLOC : QCOW2_C_ZERO_PLAIN;
+        return host ? QCOW2_C_ZERO_ALLOC : QCOW2_C_ZERO_PLAIN;
     }
-    return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_C_NORMAL : QCOW2_C_UNALLOCATED;
+    return host ? QCOW2_C_NORMAL : QCOW2_C_UNALLOCATED;
 }
 
 void qcow2_compressed_range(const struct qcow2_state *s, uint64_t l2e,
@@ -505,23 +507,24 @@ static int read_backing(struct bdrv_node *bs, uint64_t off, uint64_t len,
 static int read_host(struct qcow2_state *s, uint64_t host, uint64_t n,
                      const struct iovec *iov, int iovcnt, size_t iov_off, bool nowait)
 {
-    if (host + n > s->file_len) {
+    struct bdrv_node *node = qcow2_data_node(s);
+    if (!s->data && host + n > s->file_len) {
         log_error("qcow2 '%s': data cluster at %#" PRIx64 " lies beyond the end of "
                   "the file", s->bs->filename, host);
         return -EIO;
     }
     if (iov_off == 0 && n == iov_size(iov, iovcnt)) {
         /* The whole request in one run: no slicing. */
-        return nowait ? bdrv_preadv_nowait(s->file, host, iov, iovcnt)
-                      : bdrv_preadv(s->file, host, iov, iovcnt);
+        return nowait ? bdrv_preadv_nowait(node, host, iov, iovcnt)
+                      : bdrv_preadv(node, host, iov, iovcnt);
     }
     struct slice sl;
     int ret = slice_make(&sl, iov, iovcnt, iov_off, n);
     if (ret < 0) {
         return ret;
     }
-    ret = nowait ? bdrv_preadv_nowait(s->file, host, sl.v, sl.n)
-                 : bdrv_preadv(s->file, host, sl.v, sl.n);
+    ret = nowait ? bdrv_preadv_nowait(node, host, sl.v, sl.n)
+                 : bdrv_preadv(node, host, sl.v, sl.n);
     slice_done(&sl);
     return ret;
 }
@@ -670,12 +673,12 @@ int qcow2_aio_submit(struct bdrv_node *bs, struct bdrv_aio *aio)
         return -ENOTSUP;
     }
     uint64_t host = (l2e & QCOW2_L2E_OFFSET_MASK) + (aio->offset & s->cluster_mask);
-    if (host + n > s->file_len) {
+    if (!s->data && host + n > s->file_len) {
         return -ENOTSUP;    /* the synchronous path reports it */
     }
     uint64_t offset = aio->offset;
     aio->offset = host;
-    int ret = bdrv_aio_submit(s->file, aio);
+    int ret = bdrv_aio_submit(qcow2_data_node(s), aio);
     if (ret < 0) {
         aio->offset = offset;
     }
@@ -767,6 +770,9 @@ static int write_l2_entry(struct qcow2_state *s, uint64_t l2_off, uint8_t *table
 /* Drop this image's reference to the host cluster(s) behind `l2e`. */
 static int free_l2e(struct qcow2_state *s, uint64_t l2e)
 {
+    if (s->data && qcow2_classify(s, l2e) != QCOW2_C_COMPRESSED) {
+        return 0;   /* the data file's clusters are not refcounted */
+    }
     switch (qcow2_classify(s, l2e)) {
     case QCOW2_C_NORMAL:
     case QCOW2_C_ZERO_ALLOC:
@@ -851,6 +857,81 @@ static uint8_t *l2_table_for_write(struct qcow2_state *s, uint64_t i,
     return qcow2_cache_get(s, &s->l2_cache, (uint64_t)n, ret);
 }
 
+static const uint8_t *cow_source(struct bdrv_node *bs, enum qcow2_ctype type,
+                                 uint64_t start, uint8_t *buf, int *ret);
+
+/*
+ * External data file: write [cur, cur+n) (inside one cluster) at its
+ * guest offset there; a cluster not mapped yet is completed from what it
+ * read as before (backing file or zeroes), then mapped. Caller holds the
+ * lock.
+ */
+static int data_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
+                      const struct iovec *iov, int iovcnt, size_t iov_off)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
+    uint64_t start = cur & ~s->cluster_mask;
+    uint64_t cend = MIN(start + s->cluster_size, s->size);
+    uint64_t head = cur - start, tail = cend > cur + n ? cend - cur - n : 0;
+    uint64_t l2_off;
+    int ret;
+
+    uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+    if (!t) {
+        return ret;
+    }
+    uint64_t e = qcow2_l2_get(s, t, l2_index);
+    enum qcow2_ctype type = qcow2_classify(s, e);
+    if (type == QCOW2_C_COMPRESSED) {
+        qcow2_signal_corruption(s, "compressed cluster in an image with a data file");
+        return -EIO;
+    }
+    if ((e & QCOW2_L2E_OFFSET_MASK) && (e & QCOW2_L2E_OFFSET_MASK) != start) {
+        qcow2_signal_corruption(s, "cluster at %#" PRIx64 " maps to %#" PRIx64 " in the "
+                                "data file", start, (uint64_t)(e & QCOW2_L2E_OFFSET_MASK));
+        return -EIO;
+    }
+    const uint8_t *fill = s->zero_cluster;
+    if (type == QCOW2_C_NORMAL) {
+        head = tail = 0;            /* mapped already: in place */
+    } else if (type == QCOW2_C_UNALLOCATED && (head || tail)) {
+        const uint8_t *src = cow_source(bs, type, start, s->cow_buf, &ret);
+        if (ret < 0) {
+            return ret;
+        }
+        fill = src ? src : s->zero_cluster;
+    }
+    struct iovec v[IOV_STACK + 2];
+    int cnt = 0;
+    if (head) {
+        v[cnt++] = (struct iovec){ (void *)fill, head };
+    }
+    int m = iov_slice(iov, iovcnt, iov_off, n, v + cnt, IOV_STACK);
+    if (m < 0) {
+        uint8_t *g = malloc(head + n + tail);
+        if (!g) {
+            return -ENOMEM;
+        }
+        memcpy(g, fill, head);
+        iov_to_buf(iov, iovcnt, iov_off, g + head, n);
+        memcpy(g + head + n, fill + head + n, tail);
+        ret = bdrv_pwrite(s->data, cur - head, g, head + n + tail, 0);
+        free(g);
+    } else {
+        cnt += m;
+        if (tail) {
+            v[cnt++] = (struct iovec){ (void *)(fill + head + n), tail };
+        }
+        ret = bdrv_pwritev(s->data, cur - head, v, cnt, 0);
+    }
+    if (ret < 0 || e == (start | QCOW2_OFLAG_COPIED)) {
+        return ret;
+    }
+    return write_l2_entry(s, l2_off, t, l2_index, start | QCOW2_OFLAG_COPIED);
+}
+
 /*
  * Write [cur, cur+n) (inside one cluster) into a newly allocated cluster,
  * filling the rest of it from what the guest saw there before. Caller
@@ -867,6 +948,9 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     uint64_t l2_off;
     int ret;
 
+    if (s->data) {
+        return data_write(bs, cur, n, iov, iovcnt, iov_off);
+    }
     uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
     if (!t) {
         return ret;
@@ -1034,7 +1118,7 @@ static int64_t alloc_write_run(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     int ret;
 
     ncl = MIN(ncl, s->l2_size - l2_index);
-    if (ncl < 2 || s->ext_l2) {
+    if (ncl < 2 || s->ext_l2 || s->data) {
         return 0;
     }
     uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
@@ -1304,13 +1388,16 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
         return 0;       /* the aligned tail of an unaligned size */
     }
     bytes = MIN(bytes, s->size - offset);
-    if (s->autoclear) {
-        /* Reopened read-write: bitmaps and external data are ours no more. */
+    uint64_t keep = s->data_raw ? QCOW2_AUTOCLEAR_DATA_RAW : 0;
+    if (s->autoclear & ~keep) {
+        /* Reopened read-write: bitmaps are ours no more (a raw data file
+         * stays raw). */
         pthread_mutex_lock(&bs->lock);
-        uint8_t z[8] = { 0 };
-        ret = s->autoclear ? qcow2_write_header_field(s, QH_AUTOCLEAR, z, 8) : 0;
+        uint8_t z[8];
+        qcow2_put_be64(z, s->autoclear & keep);
+        ret = (s->autoclear & ~keep) ? qcow2_write_header_field(s, QH_AUTOCLEAR, z, 8) : 0;
         if (ret == 0) {
-            s->autoclear = 0;
+            s->autoclear &= keep;
         }
         pthread_mutex_unlock(&bs->lock);
         if (ret < 0) {
@@ -1332,7 +1419,7 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
             struct slice sl;
             ret = slice_make(&sl, iov, iovcnt, done, n);
             if (ret == 0) {
-                ret = bdrv_pwritev(s->file, (l2e & QCOW2_L2E_OFFSET_MASK) +
+                ret = bdrv_pwritev(qcow2_data_node(s), (l2e & QCOW2_L2E_OFFSET_MASK) +
                                    (cur & s->cluster_mask), sl.v, sl.n, 0);
                 slice_done(&sl);
             }
@@ -1367,7 +1454,10 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
         return ret;
     }
     if (flags & BDRV_REQ_FUA) {
-        ret = bdrv_flush(s->file);
+        ret = bdrv_flush(qcow2_data_node(s));
+        if (ret == 0 && s->data) {
+            ret = bdrv_flush(s->file);
+        }
     }
     return ret;
 }
@@ -1569,6 +1659,14 @@ int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
     if (s->version < 3) {
         return -ENOTSUP;
     }
+    if (s->data_raw) {
+        /* The data file must read as the guest sees it: real zeroes. */
+        int ret = write_zero_buffers(bs, offset, MIN(offset + bytes, s->size));
+        if (ret == 0 && (flags & BDRV_REQ_FUA)) {
+            ret = bdrv_flush(s->data);
+        }
+        return ret;
+    }
     if (s->ext_l2) {
         int ret = ext_pwrite_zeroes(bs, offset, MIN(offset + bytes, s->size), flags);
         if (ret == 0 && (flags & BDRV_REQ_FUA)) {
@@ -1609,8 +1707,8 @@ int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes)
     uint64_t end = MIN(offset + bytes, s->size);
     uint64_t a = qcow2_align_up(s, offset);
     uint64_t b = end == s->size ? qcow2_align_up(s, end) : end & ~s->cluster_mask;
-    if (a >= b) {
-        return 0;       /* advisory: partial clusters stay */
+    if (a >= b || s->data_raw) {
+        return 0;       /* advisory: partial clusters (and raw data) stay */
     }
     if (s->incompat & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
@@ -1645,7 +1743,7 @@ int qcow2_co_block_status(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
     switch (type) {
     case QCOW2_C_NORMAL:
         *map = (l2e & QCOW2_L2E_OFFSET_MASK) + (offset & s->cluster_mask);
-        *file = s->file;
+        *file = qcow2_data_node(s);
         return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
     case QCOW2_C_ZERO_PLAIN:
     case QCOW2_C_ZERO_ALLOC:

@@ -99,7 +99,7 @@ int qcow2_write_compressed(struct bdrv_node *bs, uint64_t offset, const void *bu
     uint64_t i = c >> s->l2_bits, j = c & (s->l2_size - 1);
     uint64_t l2_off = 0;
     uint8_t *t = NULL;
-    ret = s->writable ? 0 : -ENOTSUP;
+    ret = s->writable && !s->data ? 0 : -ENOTSUP;    /* none in a data file */
     if (ret == 0 && i >= s->l1_size) {
         ret = -EINVAL;
     }

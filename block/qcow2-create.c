@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +50,34 @@ static void rb_set_one(uint8_t *b, unsigned order, uint64_t i)
     }
 }
 
+/* The external data file, made as qemu-img does: a sparse raw file of
+ * the virtual size, named relative to the image's directory. */
+static int create_data_file(const char *filename, const struct bdrv_create_opts *opts,
+                            struct error **errp)
+{
+    char *full = NULL;
+    if (opts->data_file[0] == '/' || !strchr(filename, '/')) {
+        full = strdup(opts->data_file);
+    } else {
+        char *dup = strdup(filename);
+        if (dup && asprintf(&full, "%s/%s", dirname(dup), opts->data_file) < 0) {
+            full = NULL;
+        }
+        free(dup);
+    }
+    if (!full) {
+        error_setg(errp, "Out of memory");
+        return -ENOMEM;
+    }
+    struct bdrv_create_opts fo = { .size = opts->size };
+    if (opts->prealloc == PREALLOC_FALLOC || opts->prealloc == PREALLOC_FULL) {
+        fo.prealloc = opts->prealloc;
+    }
+    int ret = bdrv_create("file", full, &fo, errp);
+    free(full);
+    return ret;
+}
+
 int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
                  struct error **errp)
 {
@@ -85,6 +115,27 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
                    "level 1.1 and above (use compat=1.1 or greater)");
         return -EINVAL;
     }
+    if (version == 2 && opts->data_file) {
+        error_setg(errp, "External data files are only supported with compatibility "
+                   "level 1.1 and above (use version=v3 or greater)");
+        return -EINVAL;
+    }
+    if (opts->data_file_raw && !opts->data_file) {
+        error_setg(errp, "data-file-raw requires data-file");
+        return -EINVAL;
+    }
+    if (opts->data_file_raw && opts->backing_file) {
+        error_setg(errp, "Backing file and data-file-raw cannot be used at the same time");
+        return -EINVAL;
+    }
+    if (opts->data_file && opts->extended_l2) {
+        error_setg(errp, "Extended L2 entries with an external data file are not supported");
+        return -ENOTSUP;
+    }
+    if (opts->data_file && !opts->data_file[0]) {
+        error_setg(errp, "data-file must not be empty");
+        return -EINVAL;
+    }
     if (opts->extended_l2 && cs < 16384) {
         error_setg(errp, "Extended L2 entries are only supported with cluster sizes "
                    "of at least 16384 bytes");
@@ -120,8 +171,12 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
         return -EFBIG;
     }
     uint64_t l1_cl = DIV_ROUND_UP(l1_size * 8, cs);   /* none for size 0 */
-    bool prealloc = opts->prealloc != PREALLOC_OFF;
-    uint64_t meta = 1 + l1_cl + (prealloc ? l1_size + data_cl : 0);
+    /* A raw data file is mapped whole from the start (as qemu-img). */
+    bool prealloc = opts->prealloc != PREALLOC_OFF || opts->data_file_raw;
+    bool ext_data = opts->data_file != NULL;
+    /* Clusters in the image file: data lives in the data file if any. */
+    uint64_t img_data_cl = prealloc && !ext_data ? data_cl : 0;
+    uint64_t meta = 1 + l1_cl + (prealloc ? l1_size : 0) + img_data_cl;
     uint64_t per_block = cs * 8 / rbits;
     uint64_t rt = 1, rb = 1;
     for (int i = 0; i < 32; i++) {
@@ -139,12 +194,15 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
     }
     uint64_t rt_off = cs, rb_off = rt_off + rt * cs, l1_off = rb_off + rb * cs;
     uint64_t l2_off = l1_off + l1_cl * cs, data_off = l2_off + l1_size * cs;
-    uint64_t total = 1 + rt + rb + l1_cl + (prealloc ? l1_size + data_cl : 0);
+    uint64_t total = 1 + rt + rb + l1_cl + (prealloc ? l1_size : 0) + img_data_cl;
     uint64_t file_len = prealloc ? total * cs : l1_size ? l1_off + l1_size * 8 : l1_off;
 
     struct bdrv_create_opts fo = { .size = prealloc ? file_len : 0 };
-    if (opts->prealloc == PREALLOC_FALLOC || opts->prealloc == PREALLOC_FULL) {
+    if (!ext_data && (opts->prealloc == PREALLOC_FALLOC || opts->prealloc == PREALLOC_FULL)) {
         fo.prealloc = opts->prealloc;
+    }
+    if (ext_data && (ret = create_data_file(filename, opts, errp)) < 0) {
+        return ret;
     }
     ret = bdrv_create("file", filename, &fo, errp);
     if (ret < 0) {
@@ -177,7 +235,9 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
     qcow2_put_be32(buf + QH_RT_CLUSTERS, (uint32_t)rt);
     if (version == 3) {
         qcow2_put_be64(buf + QH_COMPAT, opts->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
-        qcow2_put_be64(buf + QH_INCOMPAT, opts->extended_l2 ? QCOW2_INCOMPAT_EXTL2 : 0);
+        qcow2_put_be64(buf + QH_INCOMPAT, (opts->extended_l2 ? QCOW2_INCOMPAT_EXTL2 : 0) |
+                                          (ext_data ? QCOW2_INCOMPAT_DATA_FILE : 0));
+        qcow2_put_be64(buf + QH_AUTOCLEAR, opts->data_file_raw ? QCOW2_AUTOCLEAR_DATA_RAW : 0);
         qcow2_put_be32(buf + QH_REFCOUNT_ORDER, order);
         qcow2_put_be32(buf + QH_HEADER_LENGTH, (uint32_t)hlen);
     }
@@ -190,6 +250,16 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
         if (!n) {
             error_setg(errp, "Backing file name and format do not fit in the header "
                        "cluster");
+            ret = -EINVAL;
+            goto out_free;
+        }
+        off += n;
+    }
+    if (ext_data) {
+        size_t n = add_ext(buf, off, cap, QCOW2_EXT_DATA_FILE, opts->data_file,
+                           (uint32_t)strlen(opts->data_file));
+        if (!n) {
+            error_setg(errp, "Data file name does not fit in the header cluster");
             ret = -EINVAL;
             goto out_free;
         }
@@ -253,7 +323,8 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
             for (uint64_t j = 0; j < l2_entries && i * l2_entries + j < data_cl; j++) {
                 /* Extended entries: bitmap 0, so the preallocated
                  * subclusters still read from the backing file. */
-                qcow2_put_be64(blk + j * l2e_size, (data_off + (i * l2_entries + j) * cs) |
+                uint64_t g = (i * l2_entries + j) * cs;     /* guest offset */
+                qcow2_put_be64(blk + j * l2e_size, (ext_data ? g : data_off + g) |
                                QCOW2_OFLAG_COPIED);
             }
             ret = bdrv_pwrite(f, l2_off + i * cs, blk, cs, 0);

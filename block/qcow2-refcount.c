@@ -540,7 +540,9 @@ static int count_l1(struct recount *r, uint64_t l1_off, uint32_t l1_size, uint8_
             switch (t) {
             case QCOW2_C_NORMAL:
             case QCOW2_C_ZERO_ALLOC:
-                count(r, l2e & QCOW2_L2E_OFFSET_MASK, s->cluster_size);
+                if (!s->data) {     /* the data file is not refcounted */
+                    count(r, l2e & QCOW2_L2E_OFFSET_MASK, s->cluster_size);
+                }
                 break;
             case QCOW2_C_COMPRESSED: {
                 uint64_t first, nb;
@@ -633,7 +635,7 @@ static int check_copied_flags(struct qcow2_state *s, unsigned fix,
         for (uint32_t j = 0; j < s->l2_size; j++) {
             uint64_t l2e = qcow2_be64(buf + (uint64_t)j * s->l2e_size);
             enum qcow2_ctype t = qcow2_classify(s, l2e);
-            if (t != QCOW2_C_NORMAL && t != QCOW2_C_ZERO_ALLOC) {
+            if ((t != QCOW2_C_NORMAL && t != QCOW2_C_ZERO_ALLOC) || s->data) {
                 continue;
             }
             if (qcow2_get_refcount(s, (l2e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits,

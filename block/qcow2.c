@@ -101,6 +101,13 @@ static void free_state(struct qcow2_state *s)
     free(s->backing_file);
     free(s->backing_fmt);
     free(s->full_backing_file);
+    free(s->data_file);
+    free(s->full_data_file);
+    s->data_file = s->full_data_file = NULL;
+    if (s->data) {
+        bdrv_unref(s->data);
+        s->data = NULL;
+    }
     free(s->l1);
     free(s->rt);
     free(s->zero_cluster);
@@ -172,6 +179,14 @@ static int parse_extensions(struct qcow2_state *s, const uint8_t *c0,
         memcpy(n->data, c0 + off, len);
         n->data[len] = 0;
         s->nb_exts++;
+        if (type == QCOW2_EXT_DATA_FILE) {
+            free(s->data_file);
+            s->data_file = strndup((char *)n->data, len);
+            if (!s->data_file) {
+                error_setg(errp, "Out of memory");
+                return -ENOMEM;
+            }
+        }
         if (type == QCOW2_EXT_BACKING_FMT) {
             free(s->backing_fmt);
             s->backing_fmt = strndup((char *)n->data, len);
@@ -225,21 +240,68 @@ static bool node_same_file(struct bdrv_node *n, const struct stat *st)
     return nst.st_dev == st->st_dev && nst.st_ino == st->st_ino;
 }
 
+/* `name` resolved against the image's directory (as a backing file is). */
+static char *resolve_name(const struct bdrv_node *bs, const char *name)
+{
+    const char *self = bs->filename ? bs->filename : "";
+    char *full = NULL;
+    if (name[0] == '/' || !strchr(self, '/')) {
+        return strdup(name);
+    }
+    char *dup = strdup(self);
+    if (dup && asprintf(&full, "%s/%s", dirname(dup), name) < 0) {
+        full = NULL;
+    }
+    free(dup);
+    return full;
+}
+
+/*
+ * The external data file: a POSIX file opened read-only exactly when the
+ * image is (or its file child degraded to read-only).
+ */
+static int open_data_file(struct qcow2_state *s, struct error **errp)
+{
+    struct bdrv_node *bs = s->bs;
+    const char *fn = bs->filename ? bs->filename : "";
+    if (!s->data_file || !s->data_file[0]) {
+        error_setg(errp, "'%s': the image uses an external data file but names none", fn);
+        return -EINVAL;
+    }
+    s->full_data_file = resolve_name(bs, s->data_file);
+    struct bdrv_open_opts o;
+    bdrv_open_opts_init(&o);
+    o.driver = strdup("file");
+    o.filename = s->full_data_file ? strdup(s->full_data_file) : NULL;
+    if (!o.driver || !o.filename) {
+        bdrv_open_opts_free(&o);
+        error_setg(errp, "Out of memory");
+        return -ENOMEM;
+    }
+    o.read_only = (struct opt_bool){ .set = true,
+                                     .value = bs->read_only || s->file->read_only };
+    o.force_read_only = bs->force_read_only;
+    o.cache = bs->cache;
+    struct error *err = NULL;
+    s->data = bdrv_open(&o, &err);
+    bdrv_open_opts_free(&o);
+    if (!s->data) {
+        int ret = err && err->errnum ? -err->errnum : -EIO;
+        error_setg(errp, "Could not open data file '%s' of '%s': %s", s->full_data_file, fn,
+                   err ? err->msg : strerror(-ret));
+        error_free(err);
+        return ret;
+    }
+    return 0;
+}
+
 static int open_backing(struct qcow2_state *s, struct error **errp)
 {
     struct bdrv_node *bs = s->bs;
     const char *name = s->backing_file;
     const char *self = bs->filename ? bs->filename : "";
 
-    if (name[0] == '/' || !strchr(self, '/')) {
-        s->full_backing_file = strdup(name);
-    } else {
-        char *dup = strdup(self);
-        if (dup && asprintf(&s->full_backing_file, "%s/%s", dirname(dup), name) < 0) {
-            s->full_backing_file = NULL;
-        }
-        free(dup);
-    }
+    s->full_backing_file = resolve_name(bs, name);
     if (!s->full_backing_file) {
         error_setg(errp, "Out of memory");
         return -ENOMEM;
@@ -566,6 +628,17 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     s->pool_batch = 1u << 20;
     bs->total_size = s->size;
 
+    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
+        if (s->ext_l2) {
+            FAIL(-ENOTSUP, "'%s': extended L2 entries with an external data file are "
+                 "not supported", fn);
+        }
+        ret = open_data_file(s, errp);
+        if (ret < 0) {
+            goto out_free;
+        }
+        s->data_raw = (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
+    }
     if (s->backing_file) {
         ret = open_backing(s, errp);
         if (ret < 0) {
@@ -577,15 +650,18 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
      * (the core follows it after open): no header updates then. */
     if (!bs->read_only && !s->file->read_only) {
         s->writable = true;
-        if (s->autoclear) {
-            /* We keep no bitmaps and no external data: whatever those
-             * bits vouch for is no longer guaranteed once we write. */
-            uint8_t z[8] = { 0 };
+        uint64_t keep = s->data_raw ? QCOW2_AUTOCLEAR_DATA_RAW : 0;
+        if (s->autoclear & ~keep) {
+            /* We keep no bitmaps: whatever those bits vouch for is no
+             * longer guaranteed once we write. A raw data file we keep
+             * raw (writes and zeroes land in it at their guest offsets). */
+            uint8_t z[8];
+            qcow2_put_be64(z, s->autoclear & keep);
             ret = qcow2_write_header_field(s, QH_AUTOCLEAR, z, 8);
             if (ret < 0) {
                 FAIL(ret, "Could not update the header of '%s': %s", fn, strerror(-ret));
             }
-            s->autoclear = 0;
+            s->autoclear &= keep;
         }
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
             struct bdrv_check_result res;
@@ -723,6 +799,13 @@ static int qcow2_truncate(struct bdrv_node *bs, uint64_t size, struct error **er
         return -EFBIG;
     }
     int ret = 0;
+    if (s->data) {
+        /* The data file holds the guest's bytes at their offsets. */
+        ret = bdrv_truncate(s->data, size, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     pthread_rwlock_wrlock(&s->io_lock);
     pthread_mutex_lock(&bs->lock);
     if (need > s->l1_size) {
@@ -779,6 +862,14 @@ static int qcow2_truncate(struct bdrv_node *bs, uint64_t size, struct error **er
     return ret;
 }
 
+/* Guest data in the external data file is made durable before the core
+ * flushes the metadata that maps it. */
+static int qcow2_flush(struct bdrv_node *bs)
+{
+    struct qcow2_state *s = bs->opaque;
+    return s->data ? bdrv_flush(s->data) : 0;
+}
+
 static void qcow2_get_info(struct bdrv_node *bs, struct bdrv_info *info)
 {
     struct qcow2_state *s = bs->opaque;
@@ -802,6 +893,14 @@ static int qcow2_reopen_prepare(struct bdrv_reopen_state *rs, struct error **err
          * harmless if the reopen is then aborted. */
         release_space(rs->bs);
     }
+    s->data_reopened = false;
+    if (!rs->read_only && s->data && s->data->read_only) {
+        int ret = bdrv_reopen_read_only(s->data, false, errp);
+        if (ret < 0) {
+            return ret;
+        }
+        s->data_reopened = true;
+    }
     return 0;
 }
 
@@ -816,10 +915,20 @@ static void qcow2_reopen_commit(struct bdrv_reopen_state *rs)
         s->free_hint = 1;
     }
     pthread_mutex_unlock(&rs->bs->lock);
+    if (rs->read_only && s->data && !s->data->read_only) {
+        /* The image is read-only now: so is its data file. */
+        bdrv_reopen_read_only(s->data, true, NULL);
+    }
+    s->data_reopened = false;
 }
 
 static void qcow2_reopen_abort(struct bdrv_reopen_state *rs)
 {
+    struct qcow2_state *s = rs->bs->opaque;
+    if (s->data_reopened) {
+        bdrv_reopen_read_only(s->data, true, NULL);
+        s->data_reopened = false;
+    }
 }
 
 const struct bdrv_ops bdrv_qcow2_ops = {
@@ -836,6 +945,7 @@ const struct bdrv_ops bdrv_qcow2_ops = {
     .pwrite_zeroes = qcow2_co_pwrite_zeroes,
     .pdiscard = qcow2_co_pdiscard,
     .block_status = qcow2_co_block_status,
+    .flush = qcow2_flush,
     .reopen_prepare = qcow2_reopen_prepare,
     .reopen_commit = qcow2_reopen_commit,
     .reopen_abort = qcow2_reopen_abort,

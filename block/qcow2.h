@@ -54,13 +54,16 @@
 #define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
 #define QCOW2_INCOMPAT_SUPPORTED    (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
-                                     QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
+                                     QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2 | \
+                                     QCOW2_INCOMPAT_DATA_FILE)
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW    (1ull << 1)
 
 /* Header extension types. */
 #define QCOW2_EXT_END           0x00000000u
 #define QCOW2_EXT_BACKING_FMT   0xe2792acau
 #define QCOW2_EXT_FEATURE_NAMES 0x6803f857u
+#define QCOW2_EXT_DATA_FILE     0x44415441u     /* "DATA" */
 
 /* L1 / L2 entry bits. */
 #define QCOW2_OFLAG_COPIED      (1ull << 63)
@@ -144,6 +147,17 @@ struct qcow2_state {
     char *backing_file;             /* as stored, NUL-terminated; NULL none */
     char *backing_fmt;              /* from the extension; NULL none */
     char *full_backing_file;        /* resolved against the image's dir */
+    /*
+     * External data file (incompatible bit 2): guest clusters live at
+     * their guest offset in `data`, outside the refcounts; `data` is
+     * opened read-only exactly when the image is. With `data_raw` (the
+     * autoclear bit) the data file alone is a valid raw image too.
+     */
+    char *data_file;                /* name as stored; NULL none */
+    char *full_data_file;           /* resolved against the image's dir */
+    struct bdrv_node *data;
+    bool data_raw;
+    bool data_reopened;             /* made writable by a reopen in progress */
     struct qcow2_ext *exts;         /* every extension, in order */
     unsigned nb_exts;
 
@@ -231,6 +245,12 @@ static inline void qcow2_put_be16(void *p, uint16_t v)
 static inline uint64_t qcow2_align_up(const struct qcow2_state *s, uint64_t v)
 {
     return (v + s->cluster_mask) & ~s->cluster_mask;
+}
+
+/* Where guest data lives: the external data file, else the image. */
+static inline struct bdrv_node *qcow2_data_node(const struct qcow2_state *s)
+{
+    return s->data ? s->data : s->file;
 }
 
 /* Entry `i` of an L2 table and, with extended entries, its bitmap. */

@@ -1,7 +1,7 @@
 /*
  * tests/unit/test-qcow2-ext.c — qcow2 features beyond the base format:
- * extended L2 entries (subclusters), with qemu-img and qemu-io as oracles
- * for images either side makes.
+ * extended L2 entries (subclusters) and external data files, with
+ * qemu-img and qemu-io as oracles for images either side makes.
  */
 #include "tests/unit/block-test.h"
 
@@ -382,6 +382,167 @@ START_TEST(test_extl2_hostile)
 }
 END_TEST
 
+/* ---- external data file ------------------------------------------------ */
+
+START_TEST(test_data_file_read_qemu)
+{
+    static const char *const matrix[] = {
+        "data_file=d.raw",
+        "data_file=d.raw,data_file_raw=on",
+        "data_file=d.raw,cluster_size=4096,refcount_bits=1",
+        "data_file=d.raw,preallocation=metadata,cluster_size=512",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(matrix); i++) {
+        ck_assert_int_eq(sh("rm -f q.qcow2 d.raw ref.raw && qemu-img create -q -f qcow2 -o '%s' "
+                            "q.qcow2 8M && qemu-io -f qcow2 " QIO_SC_WRITES " q.qcow2 && "
+                            "qemu-img convert -f qcow2 -O raw q.qcow2 ref.raw", matrix[i]), 0);
+        struct bdrv_node *bs = open_fmt("q.qcow2", "read-only=on");
+        assert_same_as_raw(bs, "ref.raw");
+        bdrv_unref(bs);
+    }
+    /* Over a backing file. */
+    ck_assert_int_eq(sh("rm -f q.qcow2 d.raw ref.raw && qemu-img create -q -f qcow2 b.qcow2 6M && "
+                        "qemu-io -f qcow2 -c 'write -P 0x5a 0 6M' b.qcow2 && "
+                        "qemu-img create -q -f qcow2 -o data_file=d.raw -b b.qcow2 -F qcow2 "
+                        "q.qcow2 8M && qemu-io -f qcow2 " QIO_SC_WRITES " q.qcow2 && "
+                        "qemu-img convert -f qcow2 -O raw q.qcow2 ref.raw"), 0);
+    struct bdrv_node *bs = open_fmt("q.qcow2", "read-only=on");
+    assert_same_as_raw(bs, "ref.raw");
+    bdrv_unref(bs);
+}
+END_TEST
+
+static void data_file_write_check(uint32_t cs, bool raw, bool backing, unsigned seed)
+{
+    ck_assert_int_eq(sh("rm -f w.qcow2 wd.raw ref.raw b.qcow2"), 0);
+    if (backing) {
+        ck_assert_int_eq(sh("qemu-img create -q -f qcow2 b.qcow2 6M && "
+                            "qemu-io -f qcow2 -c 'write -P 0x5a 0 6M' b.qcow2"), 0);
+    }
+    char *p = path("w.qcow2");
+    struct bdrv_create_opts co = { .size = 8 << 20, .cluster_size = cs,
+                                   .data_file = "wd.raw", .data_file_raw = raw };
+    if (backing) {
+        co.backing_file = "b.qcow2";
+        co.backing_format = "qcow2";
+    }
+    struct error *err = NULL;
+    int ret = bdrv_create("qcow2", p, &co, &err);
+    ck_assert_msg(ret == 0, "create: %s", err ? err->msg : "?");
+    ck_assert_int_eq(sh("qemu-img check -q w.qcow2 && "
+                        "qemu-img convert -f qcow2 -O raw w.qcow2 ref.raw"), 0);
+    struct mirror m = { .bs = open_fmt("w.qcow2", "discard=unmap"), .size = 8 << 20 };
+    char *rp = path("ref.raw");
+    m.ref = open(rp, O_RDWR);
+    ck_assert_int_ge(m.ref, 0);
+    apply_random_ops(&m, seed, 300, 3 * cs);
+    assert_same_as_raw(m.bs, "ref.raw");
+    struct bdrv_check_result res;
+    ck_assert_int_eq(bdrv_check(m.bs, &res, 0, NULL), 0);
+    ck_assert_uint_eq(res.corruptions + res.leaks, 0);
+    bdrv_unref(m.bs);
+    close(m.ref);
+    ck_assert_msg(sh("qemu-img check -q w.qcow2") == 0, "qemu-img check failed (cs %u)", cs);
+    ck_assert_msg(sh("qemu-img compare -q -f qcow2 -F raw w.qcow2 ref.raw") == 0,
+                  "qemu-img compare differs (cs %u)", cs);
+    if (raw) {
+        /* The data file alone is the disk, and stays flagged so. */
+        ck_assert_int_eq(sh("cmp wd.raw ref.raw"), 0);
+        ck_assert_uint_eq(peek64("w.qcow2", 88), 2);
+    }
+    free(p);
+    free(rp);
+}
+
+START_TEST(test_data_file_write)
+{
+    data_file_write_check(65536, false, false, 11);
+    data_file_write_check(4096, true, false, 12);
+    data_file_write_check(65536, false, true, 13);
+    data_file_write_check(512, false, false, 14);
+}
+END_TEST
+
+START_TEST(test_data_file_modes)
+{
+    /* Image and data file in a directory the process is not in: the name
+     * resolves against the image's directory, as a backing file's does. */
+    ck_assert_int_eq(sh("mkdir sub && cd sub && qemu-img create -q -f qcow2 -o data_file=d.raw "
+                        "m.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 64k' m.qcow2"), 0);
+    char *dp = path("sub/d.raw");
+    struct bdrv_node *bs = open_fmt("sub/m.qcow2", "read-only=on");
+    ck_assert_int_eq(bt_write_fds(dp), 0);
+    uint8_t b[4096];
+    ck_assert_int_eq(bdrv_pread(bs, 0, b, sizeof(b)), 0);
+    ck_assert_uint_eq(b[100], 7);
+    ck_assert_int_eq(bdrv_pwrite(bs, 0, b, sizeof(b), 0), -EPERM);
+    ck_assert_int_eq(bt_write_fds(dp), 0);
+    /* Reopened read-write, the data file follows; and back. */
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_reopen_read_only(bs, false, &err), 0);
+    ck_assert_int_gt(bt_write_fds(dp), 0);
+    memset(b, 8, sizeof(b));
+    ck_assert_int_eq(bdrv_pwrite(bs, 4096, b, sizeof(b), 0), 0);
+    ck_assert_int_eq(bdrv_reopen_read_only(bs, true, &err), 0);
+    ck_assert_int_eq(bt_write_fds(dp), 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("cd sub && qemu-img check -q m.qcow2 && qemu-io -f qcow2 "
+                        "-c 'read -P 7 0 4k' -c 'read -P 8 4k 4k' -c 'read -P 7 8k 56k' "
+                        "m.qcow2 > ../r.out && ! grep -q failed ../r.out"), 0);
+    /* Opened read-write: the data file is writable too. */
+    bs = open_fmt("sub/m.qcow2", "");
+    ck_assert_int_gt(bt_write_fds(dp), 0);
+    bdrv_unref(bs);
+    /* A missing data file: a clear error. */
+    ck_assert_int_eq(sh("rm sub/d.raw"), 0);
+    char *s = NULL;
+    ck_assert_int_ge(asprintf(&s, "driver=qcow2,file.filename=%s/sub/m.qcow2", dir), 0);
+    bs = bt_open(s, &err);
+    ck_assert_ptr_null(bs);
+    ck_assert_msg(strstr(err->msg, "Could not open data file '") && strstr(err->msg, "sub/d.raw"),
+                  "%s", err->msg);
+    error_free(err);
+    err = NULL;
+    /* The feature bit without a name. */
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 sub/n.qcow2 1M"), 0);
+    poke64("sub/n.qcow2", 72, 1ull << 2);
+    free(s);
+    ck_assert_int_ge(asprintf(&s, "driver=qcow2,file.filename=%s/sub/n.qcow2", dir), 0);
+    bs = bt_open(s, &err);
+    ck_assert_ptr_null(bs);
+    ck_assert_msg(strstr(err->msg, "the image uses an external data file but names none"),
+                  "%s", err->msg);
+    error_free(err);
+    free(s);
+    free(dp);
+}
+END_TEST
+
+START_TEST(test_data_file_create_errors)
+{
+    static const struct {
+        struct bdrv_create_opts co;
+        const char *msg;
+    } cases[] = {
+        { { .size = 1 << 20, .compat = "0.10", .data_file = "d.raw" },
+          "External data files are only supported with compatibility level 1.1 and above "
+          "(use version=v3 or greater)" },
+        { { .size = 1 << 20, .data_file_raw = true }, "data-file-raw requires data-file" },
+        { { .size = 1 << 20, .data_file = "d.raw", .data_file_raw = true,
+            .backing_file = "b.qcow2" },
+          "Backing file and data-file-raw cannot be used at the same time" },
+    };
+    char *p = path("e.qcow2");
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct error *err = NULL;
+        ck_assert_int_eq(bdrv_create("qcow2", p, &cases[i].co, &err), -EINVAL);
+        ck_assert_str_eq(err->msg, cases[i].msg);
+        error_free(err);
+    }
+    free(p);
+}
+END_TEST
+
 static Suite *qcow2_ext_suite(void)
 {
     Suite *s = suite_create("qcow2-ext");
@@ -394,6 +555,14 @@ static Suite *qcow2_ext_suite(void)
     tcase_add_test(tc, test_extl2_subcluster_alloc);
     tcase_add_test(tc, test_extl2_create_errors);
     tcase_add_test(tc, test_extl2_hostile);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("data-file");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_data_file_read_qemu);
+    tcase_add_test(tc, test_data_file_write);
+    tcase_add_test(tc, test_data_file_modes);
+    tcase_add_test(tc, test_data_file_create_errors);
     suite_add_tcase(s, tc);
     return s;
 }

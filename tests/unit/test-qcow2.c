@@ -538,11 +538,24 @@ START_TEST(test_feature_bits)
     poke64("h.qcow2", 72, 1ull << 5);
     expect_open_error("read-only=on", "unsupported qcow2 feature(s): incompatible bit 5",
                       ENOTSUP);
-    /* Named through the feature table when it has a name. */
+    /* Named through the feature table when it has a name: the table's
+     * entry for bit 4 renamed to bit 5. */
     fresh("");
-    poke64("h.qcow2", 72, 1ull << 2);
+    poke64("h.qcow2", 72, 1ull << 5);
+    {
+        char *p = path("h.qcow2");
+        int fd = open(p, O_RDWR);
+        uint8_t c0[4096];
+        ck_assert_int_eq(full_pread(fd, c0, sizeof(c0), 0), (ssize_t)sizeof(c0));
+        uint8_t *n = memmem(c0, sizeof(c0), "extended L2 entries", 19);
+        ck_assert_ptr_nonnull(n);
+        uint8_t bit = 5;
+        ck_assert_int_eq(full_pwrite(fd, &bit, 1, n - 1 - c0), 1);
+        close(fd);
+        free(p);
+    }
     expect_open_error("read-only=on",
-                      "unsupported qcow2 feature(s): incompatible bit 2 (external data file)",
+                      "unsupported qcow2 feature(s): incompatible bit 5 (extended L2 entries)",
                       ENOTSUP);
     /* Corrupt: read-only only. */
     fresh("");
