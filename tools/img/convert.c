@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -33,6 +35,7 @@ struct conv_seg {
     enum seg_kind kind;
     int host_fd;                /* offload: where the data lives, or -1 */
     uint64_t host_off;
+    const uint8_t *host_data;   /* the same bytes mapped, or NULL */
     uint64_t seq;               /* place in the write order */
 };
 
@@ -63,6 +66,17 @@ struct conv_state {
      */
     bool offload;
     int (*fds)[CONV_MAX_DEPTH];
+    /*
+     * The same files mapped read-only (NULL: not mapped): data runs in
+     * them are written to the target straight from the mapping, which
+     * saves copying every byte into a buffer first. Only for a source
+     * that is locked against writers (no -U) and read through the page
+     * cache, and only inside the file's size when the copy starts.
+     */
+    struct conv_map {
+        const uint8_t *p;
+        uint64_t size;
+    } (*maps)[CONV_MAX_DEPTH];
     int dst_fd;
     /* -c: the target's cluster size; data runs are widened to whole
      * clusters and each cluster is written compressed. 0 = off. */
@@ -129,10 +143,17 @@ static bool next_seg(struct conv_state *s, struct conv_seg *seg)
         seg->dst_off = s->cursor;
         seg->len = pnum;
         seg->host_fd = -1;
-        if (s->offload && depth >= 0 && depth < CONV_MAX_DEPTH &&
+        seg->host_data = NULL;
+        if (depth >= 0 && depth < CONV_MAX_DEPTH &&
             (st & BDRV_BLOCK_OFFSET_VALID) && (st & BDRV_BLOCK_DATA)) {
-            seg->host_fd = s->fds[s->src_idx][depth];
+            const struct conv_map *m = &s->maps[s->src_idx][depth];
+            if (s->offload) {
+                seg->host_fd = s->fds[s->src_idx][depth];
+            }
             seg->host_off = map;
+            if (m->p && map <= m->size && pnum <= m->size - map) {
+                seg->host_data = m->p + map;
+            }
         }
         if (s->target_has_backing && depth != 0) {
             seg->kind = SEG_SKIP;
@@ -327,7 +348,7 @@ static void *conv_worker(void *opaque)
         if (s->limit) {
             img_ratelimit_wait(s->limit, seg.len);
         }
-        if (seg.kind != SEG_DATA || seg.host_fd >= 0) {
+        if (seg.kind != SEG_DATA || seg.host_fd >= 0 || seg.host_data) {
             /* Nothing to read first: wait for the turn to write now. */
             if (!wait_turn(s, seg.seq)) {
                 goto next;
@@ -345,6 +366,8 @@ static void *conv_worker(void *opaque)
             /* done (or failed) by the offload */
         } else if (seg.kind == SEG_ZERO) {
             ret = bdrv_pwrite_zeroes(s->dst, seg.dst_off, seg.len, 0);
+        } else if (seg.host_data) {
+            ret = write_sparse(s, seg.dst_off, seg.host_data, seg.len);
         } else {
             ret = bdrv_pread(seg.src, seg.src_off, buf, seg.len);
             if (ret < 0 && s->salvage) {
@@ -400,6 +423,43 @@ static int run_copy(struct conv_state *s, unsigned nb_workers)
     pthread_cond_destroy(&s->turn);
     pthread_mutex_destroy(&s->lock);
     return s->err;
+}
+
+/* The plain files under each source's layers, read-only (-1 where a
+ * layer is not in a plain file or is open already). */
+static void open_source_files(struct conv_state *s)
+{
+    for (int i = 0; i < s->nb_src; i++) {
+        int d = 0;
+        for (struct bdrv_node *n = s->src[i]; n && d < CONV_MAX_DEPTH;
+             n = bdrv_backing_child(n), d++) {
+            struct bdrv_node *sf = bdrv_file_child(n);
+            if (s->fds[i][d] < 0 && sf && !strcmp(bdrv_driver_name(sf), "file")) {
+                s->fds[i][d] = open(bdrv_filename(sf), O_RDONLY | O_CLOEXEC);
+            }
+        }
+    }
+}
+
+/* Map the source files whole; a file that cannot be mapped is read
+ * through the block layer as before. */
+static void map_sources(struct conv_state *s)
+{
+    open_source_files(s);
+    for (int i = 0; i < s->nb_src; i++) {
+        for (int d = 0; d < CONV_MAX_DEPTH; d++) {
+            struct stat st;
+            if (s->fds[i][d] < 0 || fstat(s->fds[i][d], &st) < 0 || !S_ISREG(st.st_mode) ||
+                st.st_size <= 0) {
+                continue;
+            }
+            void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, s->fds[i][d], 0);
+            if (p == MAP_FAILED) {
+                continue;
+            }
+            s->maps[i][d] = (struct conv_map){ p, (uint64_t)st.st_size };
+        }
+    }
 }
 
 /*
@@ -636,7 +696,8 @@ int img_cmd_convert(int argc, char **argv)
     if (s.fds) {
         memset(s.fds, 0xff, (size_t)nb_src * sizeof(*s.fds));    /* all -1 */
     }
-    if (!s.src || !s.src_len || !s.fds) {
+    s.maps = calloc((size_t)nb_src, sizeof(*s.maps));
+    if (!s.src || !s.src_len || !s.fds || !s.maps) {
         img_error("Out of memory");
         goto out_free_src;
     }
@@ -694,9 +755,13 @@ int img_cmd_convert(int argc, char **argv)
      * both sides, and no -S (copy_file_range copies zeroes inside data
      * runs as they are; holes and zero clusters are still skipped).
      */
+    bool src_cached = !sfl.has_cache || (sfl.cache != CACHE_NONE &&
+                                         sfl.cache != CACHE_DIRECTSYNC);
+    if (src_cached && !sfl.force_share && !compress) {
+        map_sources(&s);
+    }
     if (!no_create && !strcmp(out_fmt, "raw") && !sparse_given &&
-        tfl.cache != CACHE_NONE && tfl.cache != CACHE_DIRECTSYNC &&
-        sfl.cache != CACHE_NONE && sfl.cache != CACHE_DIRECTSYNC) {
+        tfl.cache != CACHE_NONE && tfl.cache != CACHE_DIRECTSYNC && src_cached) {
         struct bdrv_node *fc = bdrv_file_child(s.dst);
         if (fc && !strcmp(bdrv_driver_name(fc), "file")) {
             s.dst_fd = open(bdrv_filename(fc), O_WRONLY | O_CLOEXEC);
@@ -705,15 +770,8 @@ int img_cmd_convert(int argc, char **argv)
             close(s.dst_fd);
             s.dst_fd = -1;
         }
-        for (int i = 0; s.dst_fd >= 0 && i < nb_src; i++) {
-            int d = 0;
-            for (struct bdrv_node *n = s.src[i]; n && d < CONV_MAX_DEPTH;
-                 n = bdrv_backing_child(n), d++) {
-                struct bdrv_node *sf = bdrv_file_child(n);
-                if (sf && !strcmp(bdrv_driver_name(sf), "file")) {
-                    s.fds[i][d] = open(bdrv_filename(sf), O_RDONLY | O_CLOEXEC);
-                }
-            }
+        if (s.dst_fd >= 0) {
+            open_source_files(&s);
         }
         s.offload = s.dst_fd >= 0;
     }
@@ -767,9 +825,13 @@ out_free_src:
             if (s.fds[i][d] >= 0) {
                 close(s.fds[i][d]);
             }
+            if (s.maps && s.maps[i][d].p) {
+                munmap((void *)s.maps[i][d].p, s.maps[i][d].size);
+            }
         }
     }
     free(s.fds);
+    free(s.maps);
     for (int i = 0; s.src && i < nb_src; i++) {
         if (s.src[i]) {
             bdrv_unref(s.src[i]);
