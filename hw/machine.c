@@ -333,14 +333,18 @@ void *machine_ram_ptr(struct machine *m, uint64_t addr, size_t len)
     return p;
 }
 
-int machine_dma_read(struct machine *m, uint64_t addr, void *buf, size_t len)
+/*
+ * Copy between guest RAM at [addr, addr+len) and `buf` (to RAM when
+ * `to_ram`), through whatever the PAM registers let `access` reach. The
+ * whole range is checked first, so that a fault copies nothing.
+ */
+static int dma_copy(struct machine *m, uint64_t addr, uint8_t *buf, size_t len,
+                    bool to_ram)
 {
-    uint8_t *out = buf;
-    const unsigned access = MACHINE_PAM_READ;
+    const unsigned access = to_ram ? MACHINE_PAM_WRITE : MACHINE_PAM_READ;
 
     if (len && addr + len - 1 < addr)
         return -EFAULT;
-    /* Check first so that a fault copies nothing. */
     for (uint64_t a = addr, left = len; left;) {
         uint64_t avail = 0;
         if (!ram_at(m, a, &avail, access))
@@ -353,40 +357,27 @@ int machine_dma_read(struct machine *m, uint64_t addr, void *buf, size_t len)
         uint64_t avail = 0;
         uint8_t *p = ram_at(m, addr, &avail, access);
         size_t n = MIN(len, avail);
-        memcpy(out, p, n);
-        out += n;
+        if (to_ram)
+            memcpy(p, buf, n);
+        else
+            memcpy(buf, p, n);
+        buf += n;
         addr += n;
         len -= n;
     }
     return 0;
 }
 
+int machine_dma_read(struct machine *m, uint64_t addr, void *buf, size_t len)
+{
+    return dma_copy(m, addr, buf, len, false);
+}
+
 int machine_dma_write(struct machine *m, uint64_t addr, const void *buf,
                       size_t len)
 {
-    const uint8_t *in = buf;
-    const unsigned access = MACHINE_PAM_WRITE;
-
-    if (len && addr + len - 1 < addr)
-        return -EFAULT;
-    for (uint64_t a = addr, left = len; left;) {
-        uint64_t avail = 0;
-        if (!ram_at(m, a, &avail, access))
-            return -EFAULT;
-        uint64_t n = MIN(left, avail);
-        a += n;
-        left -= n;
-    }
-    while (len) {
-        uint64_t avail = 0;
-        uint8_t *p = ram_at(m, addr, &avail, access);
-        size_t n = MIN(len, avail);
-        memcpy(p, in, n);
-        in += n;
-        addr += n;
-        len -= n;
-    }
-    return 0;
+    /* not written through: dma_copy only reads `buf` when to_ram */
+    return dma_copy(m, addr, (uint8_t *)buf, len, true);
 }
 
 void machine_set_pam(struct machine *m, unsigned seg, unsigned mode)

@@ -34,6 +34,16 @@ int xen_parse_mode(const char *mode, enum disk_access *access,
                    bool *no_locking, struct error **errp);
 
 /*
+ * Open a xenstore disk's image as its `mode` says (xs-watch.c): a mode=r
+ * spec (DISK_ACCESS_RO_FORCED) is opened read-only at every layer but not
+ * marked forced, so that a later mode=w may reopen it read-write;
+ * `no_locking` (mode w!) turns image locking off. NULL with *errp set on
+ * failure.
+ */
+struct bdrv_node *xen_open_image(const struct disk_spec *spec, bool no_locking,
+                                 struct error **errp);
+
+/*
  * The backend `params` key, "[fmt:]path". Known prefixes: aio/raw/file/phy
  * (raw), qcow, qcow2, vhd, qed, tap/tap2 (format left unset). *format is
  * NULL when the string names none; *path is "" for an empty CD-ROM. Both

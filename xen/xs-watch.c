@@ -121,7 +121,7 @@ static void write_disk_info(struct xen_dm *dm, struct xen_vbd *v)
  * access, and it may change while the guest runs. So a mode=r disk is
  * opened read-only at every layer (O_RDONLY, never tried O_RDWR) but not
  * marked "forced": only a later mode=w may reopen it read-write, and only
- * this file calls blk_set_read_only.
+ * the owner following `mode` calls blk_set_read_only.
  */
 static void open_opts_for_mode(struct bdrv_open_opts *o, bool no_locking)
 {
@@ -138,8 +138,8 @@ static void open_opts_for_mode(struct bdrv_open_opts *o, bool no_locking)
     }
 }
 
-static struct bdrv_node *open_image(const struct disk_spec *spec,
-                                    bool no_locking, struct error **errp)
+struct bdrv_node *xen_open_image(const struct disk_spec *spec, bool no_locking,
+                                 struct error **errp)
 {
     struct bdrv_open_opts o;
     struct bdrv_node *bs = NULL;
@@ -162,7 +162,7 @@ static int vbd_open_attach(struct xen_dm *dm, struct xen_vbd *v,
     int ret;
 
     if (spec->file && *spec->file) {
-        bs = open_image(spec, v->cfg.no_locking, errp);
+        bs = xen_open_image(spec, v->cfg.no_locking, errp);
         if (!bs)
             return -EIO;
     }
@@ -363,7 +363,7 @@ static void vbd_params_changed(struct xen_dm *dm, struct xen_vbd *v, bool ack)
     spec.media = DISK_MEDIA_CDROM;
     spec.access = DISK_ACCESS_RO_FORCED;
     path = format = NULL;
-    bs = open_image(&spec, false, &err);
+    bs = xen_open_image(&spec, false, &err);
     if (!bs) {
         report_disk_error(dm, v, err->msg);
         error_free(err);

@@ -25,23 +25,6 @@ struct vhost_xen {
     bool read_only;
 };
 
-/* mode=r opens O_RDONLY at every layer without the "forced" mark, so that
- * mode=w can reopen it; w! turns image locking off. */
-static void opts_for_mode(struct bdrv_open_opts *o, bool no_locking)
-{
-    for (; o; o = o->file) {
-        if (o->force_read_only) {
-            o->force_read_only = false;
-            o->read_only.set = true;
-            o->read_only.value = true;
-            o->auto_read_only.set = true;
-            o->auto_read_only.value = false;
-        }
-        if (no_locking)
-            o->locking = LOCKING_OFF;
-    }
-}
-
 static void mode_changed(struct vhost_xen *x)
 {
     char *mode = xs_read(x->xs, XBT_NULL, x->mode_path, NULL);
@@ -131,8 +114,7 @@ struct vhost_xen *vhost_xen_open(struct event_loop *loop, int domid,
 {
     struct vhost_xen *x = calloc(1, sizeof(*x));
     struct blk_config bc;
-    struct bdrv_open_opts o;
-    struct bdrv_node *bs = NULL;
+    struct bdrv_node *bs;
 
     if (!x) {
         error_setg_errno(errp, ENOMEM, "--domid");
@@ -149,12 +131,7 @@ struct vhost_xen *vhost_xen_open(struct event_loop *loop, int domid,
     }
     if (pick_disk(x, domid, vdev, errp) < 0)
         goto out_close_xs;
-    bdrv_open_opts_init(&o);
-    if (bdrv_open_opts_from_spec(&x->cfg.spec, &o, errp) == 0) {
-        opts_for_mode(&o, x->cfg.no_locking);
-        bs = bdrv_open(&o, errp);
-    }
-    bdrv_open_opts_free(&o);
+    bs = xen_open_image(&x->cfg.spec, x->cfg.no_locking, errp);
     if (!bs) {
         error_prepend(errp, "domain %d disk %s", domid, x->cfg.vdev);
         goto out_free_cfg;
