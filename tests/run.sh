@@ -1,9 +1,13 @@
 #!/bin/sh
 # Runs every test suite: Check unit tests (build/tests/unit/test-*), guest
 # I/O traces (tests/traces/run.sh) and shell tests against real peers
-# (tests/interop/*.sh). Each test's output goes to $BUILD/test-logs/; the
-# run ends with one line "N passed, N failed, N skipped". A shell test
-# exits 77 to skip; with CI=true or STRICT=1 a skip fails the run.
+# (tests/interop/*.sh). Each test's output goes to $BUILD/test-logs/NAME.log,
+# replacing only that test's log from an earlier run, so that runs at the
+# same time in one build directory (different patterns) keep each other's
+# logs: a test writes to a file of its own run and renames it into place
+# when it ends. The run ends with one line "N passed, N failed, N
+# skipped". A shell test exits 77 to skip; with CI=true or STRICT=1 a skip
+# fails the run.
 #
 # Usage: tests/run.sh [PATTERN...]   (run only tests whose name contains one)
 set -u
@@ -12,7 +16,10 @@ BUILD=${BUILD:-build}
 case "$BUILD" in /*) ;; *) BUILD="$SRCDIR/$BUILD" ;; esac
 export SRCDIR BUILD
 LOGS="$BUILD/test-logs"
-rm -rf "$LOGS"; mkdir -p "$LOGS"
+mkdir -p "$LOGS"
+# an interrupted run leaves no half-written log behind
+trap 'rm -f "$LOGS"/.*.log.$$' EXIT
+trap 'exit 130' INT TERM
 pass=0; fail=0; skip=0; failed=""; skipped=""
 
 wanted() {
@@ -29,9 +36,11 @@ run_one() {   # name command...
     name=$1; shift
     [ -z "$PATTERNS" ] || wanted "$name" $PATTERNS || return 0
     log="$LOGS/$(echo "$name" | tr '/' '_').log"
+    tmp="$LOGS/.$(basename "$log").$$"
     start=$(date +%s)
-    "$@" > "$log" 2>&1 < /dev/null
+    "$@" > "$tmp" 2>&1 < /dev/null
     rc=$?
+    mv -f "$tmp" "$log"
     secs=$(( $(date +%s) - start ))
     case $rc in
     0) pass=$((pass + 1)); printf '  PASS  %-48s %3ds\n' "$name" "$secs" ;;
