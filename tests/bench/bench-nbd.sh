@@ -20,6 +20,16 @@
 # preferred block size, which decide nbdcopy's connections and request
 # size, are printed first.
 #
+# What nbdcopy 1.14 does here: one connection per thread (threads = cores,
+# so 2, and only if the server offers multi-conn), 64 requests in flight and
+# at most 16 MiB queued per connection, requests of max(256 KiB, the
+# server's preferred block size), one block status request per 128 MiB
+# before reading it (holes and zeroes are not read at all), and libnbd
+# zeroes each read buffer before the data lands in it. Its own CPU per GiB
+# (copying out of the socket, the zeroing, TCP receive work) is about 3-5
+# times diskdm-nbd's, so on 2 cores it bounds the throughput; each run also
+# spends about 12 ms starting and connecting.
+#
 # Usage: tests/bench/bench-nbd.sh [ROUNDS]   (BUILD, SIZE_MB, NBDCOPY_FLAGS,
 #                                              BENCH_DIR may be set)
 set -eu
