@@ -1,8 +1,9 @@
 /*
  * block/backend.c — the block backend, the one handle devices and tools
  * hold: asynchronous requests run on the worker pool (page-cached reads
- * inline without blocking), complete on the event loop, and pass the error
- * policy, counters, dynamic read-only and removable media on the way.
+ * and writes inline while they do not block), complete on the event loop,
+ * and pass the error policy, counters, dynamic read-only and removable
+ * media on the way.
  */
 #include "block/block-int.h"
 
@@ -58,6 +59,12 @@ struct blk_backend {
     bool stopped;
     struct blk_req *free_list;
     unsigned nfree;
+    /* Writes the root cannot start without a worker (qcow2's, say) are
+     * done on the loop thread while they keep landing in the page cache
+     * quickly; this budgets the ones that block (a flush for metadata
+     * ordering, a read from the backing file, dirty-page throttling, a
+     * lock a worker holds). */
+    struct ev_inline inline_policy;
     struct blk_stats stats;
 };
 
@@ -382,6 +389,48 @@ static void req_done(void *opaque, int ret)
     req_complete(req);
 }
 
+/* Do writes to `bs` end in the page cache of local files, with nothing
+ * (O_DIRECT, a flush per write, fault-injection hooks that may block, a
+ * network peer whose requests should overlap, aio=threads asked for)
+ * that argues for a worker? */
+static bool writes_to_page_cache(const struct bdrv_node *bs)
+{
+    for (int depth = 0; bs; depth++) {
+        if ((bs->cache != CACHE_WRITEBACK && bs->cache != CACHE_UNSAFE) ||
+            bs->opts.io_hooks || depth > 16) {
+            return false;
+        }
+        if (bs->drv == &bdrv_file_ops) {
+            return bs->opts.aio == AIO_AUTO;
+        }
+        if (bs->drv != &bdrv_raw_ops && bs->drv != &bdrv_qcow2_ops) {
+            return false;
+        }
+        /* A partial-cluster write may read the backing chain. */
+        if (bs->backing && !writes_to_page_cache(bs->backing)) {
+            return false;
+        }
+        bs = bs->file;
+    }
+    return false;
+}
+
+/* A plain write the node could not start without a worker: done here
+ * and now if inline_policy allows it (then true, req->ret set). */
+static bool write_inline(struct blk_backend *blk, struct blk_req *req)
+{
+    if (req->type != REQ_WRITE || req->flags || !writes_to_page_cache(blk->root)) {
+        return false;
+    }
+    uint64_t t0 = clock_ns();
+    if (!ev_inline_allowed(&blk->inline_policy, t0)) {
+        return false;
+    }
+    req->ret = req_work(req);
+    ev_inline_record(&blk->inline_policy, t0, clock_ns());
+    return true;
+}
+
 static void start_req(struct blk_req *req)
 {
     struct blk_backend *blk = req->blk;
@@ -418,6 +467,9 @@ static void start_req(struct blk_req *req)
         if (bdrv_aio_submit(blk->root, &req->aio) == 0) {
             return;
         }
+    }
+    if (write_inline(blk, req)) {
+        goto defer;
     }
     if (!blk->pool) {
         blk->pool = tpool_new(blk->loop, BLK_POOL_THREADS, NULL);

@@ -29,16 +29,6 @@
 /* io_uring requests in flight per node; beyond, the worker path. */
 #define RING_DEPTH 64
 
-/* Page-cache writes on the loop thread (see file_aio_submit): one that
- * took longer than WRITE_SLOW_NS blocked (dirty-page throttling, a read
- * of a partial block from disk), and writes are then handed off for a
- * pause that starts at WRITE_PAUSE_MIN_NS and doubles while the probe at
- * its end is slow again, so sustained blocking costs the loop one slow
- * write per WRITE_PAUSE_MAX_NS at most. */
-#define WRITE_SLOW_NS (1000 * 1000ULL)
-#define WRITE_PAUSE_MIN_NS (100 * 1000 * 1000ULL)
-#define WRITE_PAUSE_MAX_NS (5000 * 1000 * 1000ULL)
-
 /* Whether the kernel takes RWF_NOWAIT on buffered writes to this file
  * (ext4 refuses them with EOPNOTSUPP; XFS and btrfs take them). */
 enum nowait_writes { NOWAIT_UNTRIED, NOWAIT_TAKEN, NOWAIT_REFUSED };
@@ -65,8 +55,7 @@ struct file_state {
 
     /* Writes done on the loop thread, completed at its next iteration. */
     enum nowait_writes nowait_writes;
-    uint64_t inline_resume_ns;  /* handed off until then */
-    uint64_t inline_pause_ns;   /* the next pause, once one is needed */
+    struct ev_inline inline_policy; /* without RWF_NOWAIT: may they block? */
     struct event_loop *done_loop;
     struct ev_soon done_soon;
     struct file_aio *done_head, **done_tail;
@@ -844,7 +833,8 @@ static int inline_finish(struct file_state *s, struct file_aio *fa, int ret)
  * of ext4's) and being woken up by its completion. So a write is done on
  * the loop thread when it will not block: with RWF_NOWAIT where the
  * kernel takes that, else as long as such writes keep being fast (see
- * WRITE_SLOW_NS). Returns 0 when done (completion queued), 1 when the
+ * struct ev_inline: the loop blocks in them for ~1.5% of its time at
+ * most). Returns 0 when done (completion queued), 1 when the
  * write is to be handed off (nothing written), or -errno as aio_submit.
  */
 static int write_inline(struct bdrv_node *bs, struct file_state *s, struct bdrv_aio *aio)
@@ -856,14 +846,13 @@ static int write_inline(struct bdrv_node *bs, struct file_state *s, struct bdrv_
         s->done_loop = aio->loop;
         ev_soon_init(&s->done_soon, inline_done, s);
         s->done_tail = &s->done_head;
-        s->inline_pause_ns = WRITE_PAUSE_MIN_NS;
     } else if (s->done_loop != aio->loop) {
         return 1;
     }
     uint64_t t0 = 0;
     if (s->nowait_writes == NOWAIT_REFUSED) {
         t0 = clock_ns();
-        if (t0 < s->inline_resume_ns) {
+        if (!ev_inline_allowed(&s->inline_policy, t0)) {
             return 1;
         }
     }
@@ -906,13 +895,9 @@ static int write_inline(struct bdrv_node *bs, struct file_state *s, struct bdrv_
     }
     int ret = file_pwritev(bs, aio->offset, aio->bytes, aio->iov, aio->iovcnt, 0);
     uint64_t t1 = clock_ns();
-    if (t1 - t0 > WRITE_SLOW_NS) {
-        s->inline_resume_ns = t1 + s->inline_pause_ns;
-        s->inline_pause_ns = MIN(s->inline_pause_ns * 2, WRITE_PAUSE_MAX_NS);
-        log_debug("'%s': a page-cache write took %" PRIu64 " us; handing writes off "
-                  "for a while", bs->filename, (t1 - t0) / 1000);
-    } else {
-        s->inline_pause_ns = WRITE_PAUSE_MIN_NS;
+    if (ev_inline_record(&s->inline_policy, t0, t1)) {
+        log_debug("'%s': page-cache writes blocked (the last for %" PRIu64 " us); "
+                  "handing them off for a while", bs->filename, (t1 - t0) / 1000);
     }
     return inline_finish(s, fa, ret);
 }

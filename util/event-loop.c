@@ -88,6 +88,38 @@ uint64_t clock_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
 }
 
+bool ev_inline_allowed(const struct ev_inline *p, uint64_t now)
+{
+    return now >= p->resume_ns;
+}
+
+bool ev_inline_record(struct ev_inline *p, uint64_t start, uint64_t end)
+{
+    if (!p->last_ns) {
+        p->budget_ns = (int64_t)EV_INLINE_BUDGET_NS;   /* a fresh start */
+    } else if (start > p->last_ns) {
+        p->budget_ns += (int64_t)((start - p->last_ns) / 64);
+        if (p->budget_ns > (int64_t)EV_INLINE_BUDGET_NS) {
+            p->budget_ns = (int64_t)EV_INLINE_BUDGET_NS;
+        }
+    }
+    p->last_ns = start;
+    uint64_t took = end > start ? end - start : 0;
+    if (took <= EV_INLINE_SLOW_NS) {
+        return false;
+    }
+    p->budget_ns -= (int64_t)took;
+    if (p->budget_ns >= 0) {
+        return false;
+    }
+    /* Earn the overdraft back (64 times its length) before running here
+     * again; the budget is then empty. */
+    p->resume_ns = end + (uint64_t)(-p->budget_ns) * 64;
+    p->last_ns = p->resume_ns;
+    p->budget_ns = 0;
+    return true;
+}
+
 struct event_loop *ev_loop_new(struct error **errp)
 {
     struct event_loop *loop = calloc(1, sizeof(*loop));

@@ -321,6 +321,30 @@ static inline bool ev_soon_pending(const struct ev_soon *s)
     return s->pprev != NULL;
 }
 
+/*
+ * Whether work that usually takes microseconds but may block (a write to
+ * the page cache) runs on a loop thread rather than being handed to a
+ * worker and back, which costs more than the work itself. Blocking is
+ * budgeted: a run longer than EV_INLINE_SLOW_NS spends its whole length
+ * from a budget earned at 1/64 of the wall time (at most
+ * EV_INLINE_BUDGET_NS banked); overdrawn, the work goes to workers until
+ * the overdraft is earned back. So the loop spends at most about 1.5% of
+ * its time blocked in such work, in stalls no longer than one run. Loop
+ * thread only; embed and zero-initialise.
+ */
+#define EV_INLINE_SLOW_NS (1000 * 1000ULL)
+#define EV_INLINE_BUDGET_NS (10 * 1000 * 1000ULL)
+struct ev_inline {
+    int64_t budget_ns;
+    uint64_t last_ns;       /* when the budget was last topped up */
+    uint64_t resume_ns;     /* handed off until then */
+};
+/* May the work run here now? `now` from clock_ns(). */
+bool ev_inline_allowed(const struct ev_inline *p, uint64_t now);
+/* Account for a run from `start` to `end` (clock_ns()). Returns true when
+ * it overdrew the budget (work is handed off for a while from now on). */
+bool ev_inline_record(struct ev_inline *p, uint64_t start, uint64_t end);
+
 /* Wait up to timeout_ms (-1 = forever, 0 = poll) and dispatch what is
  * ready, deferred calls and ev_soon entries included. Returns the number
  * of callbacks run. */

@@ -2,11 +2,12 @@
  * tests/bench/bench-qcow2.c — 4K requests at queue depth 1 through the
  * block backend (asynchronous API, completion on the event loop), for any
  * format: random reads, sequential reads (what qemu-img bench does),
- * random overwrites, or first-write allocation (one request every STEP
- * bytes on a fresh image, like qemu-img bench -w -S).
+ * random or sequential overwrites (qemu-img bench -w), or first-write
+ * allocation (one request every STEP bytes on a fresh image, like
+ * qemu-img bench -w -S).
  * Prints one line: "MODE FORMAT OPS SECONDS IOPS".
  *
- * Usage: bench-qcow2 [-m read|seq|write|alloc] [-f FMT] [-c COUNT] [-s SIZE]
+ * Usage: bench-qcow2 [-m read|seq|write|seqw|alloc] [-f FMT] [-c COUNT] [-s SIZE]
  *                    [-S STEP] FILE
  */
 #include "block/block.h"
@@ -66,12 +67,14 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc - 1 || (strcmp(mode, "read") && strcmp(mode, "write") &&
-                               strcmp(mode, "alloc") && strcmp(mode, "seq"))) {
-        fprintf(stderr, "usage: bench-qcow2 [-m read|seq|write|alloc] [-f FMT] [-c COUNT] "
+                               strcmp(mode, "alloc") && strcmp(mode, "seq") &&
+                               strcmp(mode, "seqw"))) {
+        fprintf(stderr, "usage: bench-qcow2 [-m read|seq|write|seqw|alloc] [-f FMT] [-c COUNT] "
                 "[-s SIZE] [-S STEP] FILE\n");
         return 2;
     }
-    bool writing = !strcmp(mode, "write") || !strcmp(mode, "alloc");
+    bool writing = !strcmp(mode, "write") || !strcmp(mode, "alloc") || !strcmp(mode, "seqw");
+    bool sequential = !strcmp(mode, "seq") || !strcmp(mode, "seqw");
     struct error *err = NULL;
     struct event_loop *loop = ev_loop_new(&err);
     if (!loop) {
@@ -111,7 +114,7 @@ int main(int argc, char **argv)
     uint64_t t0 = clock_ns();
     for (uint64_t i = 0; i < count; i++) {
         uint64_t off = !strcmp(mode, "alloc") ? i * step :
-                       !strcmp(mode, "seq") ? (i % nblocks) * size :
+                       sequential ? (i % nblocks) * size :
                        (next_rand(&seed) % nblocks) * size;
         q.done = 0;
         int r = writing ? blk_aio_pwritev(blk, off, &iov, 1, 0, qd1_done, &q)

@@ -920,6 +920,39 @@ START_TEST(test_soon_no_starvation)
 }
 END_TEST
 
+/* The inline-work budget: fast runs never hand off; a slow run spends
+ * its length from the budget; overdrawn, the work is handed off until
+ * 64 times the overdraft has passed, then runs here again. */
+START_TEST(test_inline_budget)
+{
+    struct ev_inline p = { 0 };
+    const uint64_t ms = 1000 * 1000;
+    uint64_t t = 1000 * ms;
+    ck_assert(ev_inline_allowed(&p, t));
+    for (int i = 0; i < 1000; i++, t += 10000) {
+        ck_assert(!ev_inline_record(&p, t, t + 5000));     /* 5 us each */
+    }
+    ck_assert(ev_inline_allowed(&p, t));
+    /* 8 ms blocked: within the 10 ms banked. */
+    ck_assert(!ev_inline_record(&p, t, t + 8 * ms));
+    t += 8 * ms;
+    ck_assert(ev_inline_allowed(&p, t));
+    /* 5 ms more right away: 3 ms over (the 8 ms earned 0.125 ms). */
+    ck_assert(ev_inline_record(&p, t, t + 5 * ms));
+    t += 5 * ms;
+    ck_assert(!ev_inline_allowed(&p, t));
+    ck_assert(!ev_inline_allowed(&p, t + 100 * ms));
+    uint64_t back = t + (uint64_t)(3 * ms - ms / 8) * 64;
+    ck_assert(!ev_inline_allowed(&p, back - 1));
+    ck_assert(ev_inline_allowed(&p, back));
+    /* Back with an empty budget: the next slow run hands off at once,
+     * a fast one does not. */
+    ck_assert(!ev_inline_record(&p, back, back + 5000));
+    ck_assert(ev_inline_record(&p, back + 10000, back + 10000 + 2 * ms));
+    ck_assert(!ev_inline_allowed(&p, back + 10000 + 2 * ms + 64 * ms));
+}
+END_TEST
+
 static Suite *events_suite(void)
 {
     Suite *s = suite_create("util-events");
@@ -948,6 +981,7 @@ static Suite *events_suite(void)
     tc = tcase_create("soon");
     tcase_add_test(tc, test_soon_order_cancel);
     tcase_add_test(tc, test_soon_no_starvation);
+    tcase_add_test(tc, test_inline_budget);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pool");
