@@ -882,13 +882,13 @@ static int write_inline(struct bdrv_node *bs, struct file_state *s, struct bdrv_
             int ret = file_pwritev(bs, aio->offset, aio->bytes, aio->iov, aio->iovcnt, 0);
             return inline_finish(s, fa, ret);
         }
-        if (n < 0 && errno == EOPNOTSUPP) {
+        if (n < 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
             /* Not for this file, ever: stop paying a syscall to ask. */
             s->nowait_writes = NOWAIT_REFUSED;
             t0 = clock_ns();
-        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            return inline_finish(s, fa, -errno);
         } else {
+            /* Would block, or failed: the full path does it and judges
+             * any error as every other write's. */
             free(fa);
             return 1;
         }
