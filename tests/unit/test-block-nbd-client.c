@@ -1,0 +1,685 @@
+/*
+ * tests/unit/test-block-nbd-client.c — the nbd driver's concurrency,
+ * request timeout and QEMU option form (block/nbd.c, block/options.c):
+ * servers that stop answering (a Python oldstyle server that never
+ * replies, nbdkit's delay filter), 64 requests in flight against an
+ * nbdkit whose answers come back out of order, and server.* options
+ * against qemu-nbd and diskdm-nbd with every error they can draw.
+ */
+#include "tests/unit/block-test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+
+#define IMG_SIZE (4 << 20)
+
+static char *dir, *img;
+/* Every server pid a test started, for main to stop whatever a failed
+ * test left running. */
+static char pid_list[PATH_MAX];
+
+static void setup(void)
+{
+    dir = bt_tmpdir();
+    img = bt_image(dir, "disk.raw", IMG_SIZE, 3);
+}
+
+static void teardown(void)
+{
+    bt_rmtree(dir);
+    free(img);
+    free(dir);
+}
+
+static const char *build_dir(void)
+{
+    const char *b = getenv("BUILD");
+    return b ? b : "build";
+}
+
+/* Whether pid still runs (a zombie waiting for init to reap it does not). */
+static bool alive(int pid)
+{
+    char path[64], stat[256];
+    if (kill(pid, 0) != 0) {
+        return false;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return false;
+    }
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = 0;
+    const char *p = strrchr(stat, ')');
+    return !(p && p[1] == ' ' && p[2] == 'Z');
+}
+
+/* Run a shell command that starts a server writing dir/NAME.pid, and wait
+ * for the pid file (written once the server listens). */
+static void server_start(const char *name, const char *fmt, ...)
+{
+    char cmd[4096], pid[PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    /* Servers keep no descriptor of ours (a pipe reader would wait). */
+    char full[4200];
+    snprintf(full, sizeof(full), "exec </dev/null >/dev/null 2>>%s/%s.log; %s", dir, name,
+             cmd);
+    ck_assert_msg(system(full) == 0, "could not start %s: %s", name, cmd);
+    snprintf(pid, sizeof(pid), "%s/%s.pid", dir, name);
+    for (int i = 0; i < 200 && access(pid, F_OK) != 0; i++) {
+        usleep(25000);
+    }
+    ck_assert_msg(access(pid, F_OK) == 0, "%s did not start: %s", name, cmd);
+    FILE *f = fopen(pid, "r"), *l = fopen(pid_list, "a");
+    int n = 0;
+    if (f && l && fscanf(f, "%d", &n) == 1) {
+        fprintf(l, "%d\n", n);
+    }
+    if (f) {
+        fclose(f);
+    }
+    if (l) {
+        fclose(l);
+    }
+}
+
+/* Stop what the tests left running (a failed test skips its own stop). */
+static void stop_leftovers(void)
+{
+    FILE *l = fopen(pid_list, "r");
+    int pid;
+    while (l && fscanf(l, "%d", &pid) == 1) {
+        if (pid > 1 && alive(pid) && kill(pid, SIGTERM) == 0) {
+            usleep(100000);
+            kill(pid, SIGKILL);
+        }
+    }
+    if (l) {
+        fclose(l);
+    }
+    unlink(pid_list);
+}
+
+static void server_stop(const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s.pid", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return;
+    }
+    int pid = 0;
+    ck_assert_int_eq(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 200 && alive(pid); i++) {
+        usleep(25000);
+    }
+    if (alive(pid)) {
+        kill(pid, SIGKILL);
+    }
+    unlink(path);
+}
+
+/*
+ * A server that stops answering without closing: it takes connections
+ * and, in mode "oldstyle", sends an oldstyle handshake for a 1 MiB
+ * writable export and then never reads or replies; in mode "mute" it
+ * sends nothing at all.
+ */
+static const char hostile_py[] =
+    "import os, socket, struct, sys, time\n"
+    "sock, pidfile, mode = sys.argv[1:4]\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.bind(sock)\n"
+    "s.listen(8)\n"
+    "with open(pidfile + '.tmp', 'w') as f:\n"
+    "    f.write(str(os.getpid()))\n"
+    "os.rename(pidfile + '.tmp', pidfile)\n"
+    "held = []\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    held.append(c)\n"
+    "    if mode == 'oldstyle':\n"
+    "        c.sendall(b'NBDMAGIC' + struct.pack('>QQI', 0x00420281861253, 1 << 20, 5)\n"
+    "                  + bytes(124))\n";
+
+static void hostile_start(const char *mode)
+{
+    char py[PATH_MAX];
+    snprintf(py, sizeof(py), "%s/hostile.py", dir);
+    FILE *f = fopen(py, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(hostile_py, f);
+    fclose(f);
+    server_start("h", "python3 %s %s/h.sock %s/h.pid %s &",
+                 py, dir, dir, mode);
+}
+
+/* How many lines of `path` contain `needle`. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return 0;
+    }
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+/* The node gives up on a silent server: the request fails ETIMEDOUT, later
+ * ones EIO at once, the message naming the server is logged once, and
+ * closing does not wait for the server. */
+static void expect_timeout(struct bdrv_node *bs, const char *log, const char *server)
+{
+    uint8_t buf[4096];
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), -ETIMEDOUT);
+    ck_assert_int_eq(bdrv_pread(bs, 4096, buf, sizeof(buf)), -EIO);
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), -EIO);
+    if (!bdrv_is_read_only(bs)) {
+        memset(buf, 0x5a, sizeof(buf));
+        ck_assert_int_eq(bdrv_pwrite(bs, 0, buf, sizeof(buf), 0), -EIO);
+    }
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof(want), "NBD server %s did not answer within", server);
+    ck_assert_int_eq(count_lines(log, want), 1);
+    bdrv_unref(bs);
+}
+
+START_TEST(test_timeout_silent_server)
+{
+    char log[PATH_MAX], name[PATH_MAX + 32];
+    snprintf(log, sizeof(log), "%s/log", dir);
+    ck_assert_int_eq(log_set_file(log), 0);
+    hostile_start("oldstyle");
+    struct bdrv_node *bs = bt_open_ok(
+        "driver=nbd,filename=nbd+unix:///?socket=%s/h.sock&timeout=1", dir);
+    snprintf(name, sizeof(name), "nbd+unix://?socket=%s/h.sock", dir);
+    ck_assert_str_eq(bdrv_filename(bs), name);
+    ck_assert_int_eq(bdrv_getlength(bs), 1 << 20);
+    expect_timeout(bs, log, name);
+    server_stop("h");
+}
+END_TEST
+
+/* The same through the option form, and a write that is never answered. */
+START_TEST(test_timeout_option_form_write)
+{
+    char log[PATH_MAX], name[PATH_MAX + 32];
+    snprintf(log, sizeof(log), "%s/log", dir);
+    ck_assert_int_eq(log_set_file(log), 0);
+    hostile_start("oldstyle");
+    struct bdrv_node *bs = bt_open_ok(
+        "driver=nbd,server.type=unix,server.path=%s/h.sock,timeout=1.5", dir);
+    snprintf(name, sizeof(name), "nbd+unix://?socket=%s/h.sock", dir);
+    ck_assert_str_eq(bdrv_filename(bs), name);
+    uint8_t buf[65536];
+    memset(buf, 1, sizeof(buf));
+    ck_assert_int_eq(bdrv_pwrite(bs, 0, buf, sizeof(buf), 0), -ETIMEDOUT);
+    ck_assert_int_eq(bdrv_flush(bs), -EIO);
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, 512), -EIO);
+    snprintf(name + strlen(name), sizeof(name) - strlen(name), " did not answer");
+    ck_assert_int_eq(count_lines(log, name), 1);
+    bdrv_unref(bs);
+    server_stop("h");
+}
+END_TEST
+
+/* Many callers waiting on the silent server all return, one ETIMEDOUT at
+ * least and the rest ETIMEDOUT or EIO. */
+struct waiter {
+    struct bdrv_node *bs;
+    int idx, ret;
+};
+
+static void *waiter_run(void *opaque)
+{
+    struct waiter *w = opaque;
+    uint8_t buf[4096];
+    w->ret = bdrv_pread(w->bs, (uint64_t)w->idx * 4096, buf, sizeof(buf));
+    return NULL;
+}
+
+START_TEST(test_timeout_many_waiting)
+{
+    char log[PATH_MAX];
+    snprintf(log, sizeof(log), "%s/log", dir);
+    ck_assert_int_eq(log_set_file(log), 0);
+    hostile_start("oldstyle");
+    struct bdrv_node *bs = bt_open_ok(
+        "driver=nbd,filename=nbd+unix:///?socket=%s/h.sock&timeout=1", dir);
+    struct waiter w[16];
+    pthread_t th[16];
+    for (int i = 0; i < 16; i++) {
+        w[i] = (struct waiter){ .bs = bs, .idx = i };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, waiter_run, &w[i]), 0);
+    }
+    int timed_out = 0;
+    for (int i = 0; i < 16; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(w[i].ret == -ETIMEDOUT || w[i].ret == -EIO, "ret %d", w[i].ret);
+        timed_out += w[i].ret == -ETIMEDOUT;
+    }
+    ck_assert_int_ge(timed_out, 1);
+    ck_assert_int_eq(count_lines(log, "did not answer within"), 1);
+    bdrv_unref(bs);
+    server_stop("h");
+}
+END_TEST
+
+/* nbdkit answering reads after a minute: same outcome over newstyle. */
+START_TEST(test_timeout_nbdkit_delay)
+{
+    char log[PATH_MAX], name[PATH_MAX + 32];
+    snprintf(log, sizeof(log), "%s/log", dir);
+    ck_assert_int_eq(log_set_file(log), 0);
+    server_start("k", "nbdkit -U %s/k.sock -P %s/k.pid --filter=delay memory 1M "
+                 "delay-read=60 delay-write=60", dir, dir);
+    struct bdrv_node *bs = bt_open_ok(
+        "driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=%s/k.sock,"
+        "file.timeout=1", dir);
+    snprintf(name, sizeof(name), "nbd+unix://?socket=%s/k.sock", dir);
+    ck_assert_str_eq(bdrv_filename(bdrv_file_child(bs)), name);
+    expect_timeout(bs, log, name);
+    server_stop("k");
+}
+END_TEST
+
+/* A server that takes the connection and never says a word: the open
+ * fails with ETIMEDOUT instead of hanging. */
+START_TEST(test_handshake_timeout)
+{
+    hostile_start("mute");
+    char uri[PATH_MAX + 64];
+    snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s/h.sock&timeout=1", dir);
+    int errnum = 0;
+    char *msg = bt_open_fail("driver=nbd,filename=%s", uri, &errnum);
+    char want[PATH_MAX * 2];
+    snprintf(want, sizeof(want), "Could not open 'nbd+unix:///?socket=%s/h.sock': the "
+             "server did not finish the handshake within 1 s", dir);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(errnum, ETIMEDOUT);
+    free(msg);
+    server_stop("h");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Many requests in flight                                              */
+/* ------------------------------------------------------------------ */
+
+#define NTHREADS 64
+#define REGION (IMG_SIZE / NTHREADS)
+
+struct worker {
+    struct bdrv_node *bs;
+    int idx;
+    int failures;
+};
+
+static bool region_ok(const uint8_t *buf, uint64_t off, size_t len, int seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != (uint8_t)((off + i) * 7 + seed)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Each worker owns one region: reads it in pieces of varied size, then
+ * (every fourth worker) rewrites it with another pattern and reads back. */
+static void *worker_run(void *opaque)
+{
+    struct worker *w = opaque;
+    uint64_t base = (uint64_t)w->idx * REGION;
+    uint8_t *buf = malloc(REGION);
+    for (uint64_t off = 0; off < REGION;) {
+        size_t n = MIN((size_t)(4096 << (w->idx + off / 4096) % 4), (size_t)(REGION - off));
+        if (bdrv_pread(w->bs, base + off, buf, n) < 0 || !region_ok(buf, base + off, n, 3)) {
+            w->failures++;
+        }
+        off += n;
+    }
+    if (w->idx % 4 == 0) {
+        for (size_t i = 0; i < REGION; i++) {
+            buf[i] = (uint8_t)((base + i) * 7 + 11);
+        }
+        if (bdrv_pwrite(w->bs, base, buf, REGION, 0) < 0) {
+            w->failures++;
+        }
+        memset(buf, 0, REGION);
+        if (bdrv_pread(w->bs, base, buf, REGION) < 0 || !region_ok(buf, base, REGION, 11)) {
+            w->failures++;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static void run_workers(struct bdrv_node *bs)
+{
+    struct worker w[NTHREADS];
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        w[i] = (struct worker){ .bs = bs, .idx = i };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(w[i].failures == 0, "worker %d: %d failures", i, w[i].failures);
+    }
+}
+
+/*
+ * 64 callers at once against an nbdkit whose every request sleeps a time
+ * that depends on its offset, run in parallel: replies come back out of
+ * order and each must land in its own caller's buffer.
+ */
+START_TEST(test_concurrent_out_of_order)
+{
+    server_start("k", "nbdkit -U %s/k.sock -P %s/k.pid eval "
+                 "thread_model='echo parallel' "
+                 "get_size='echo %d' "
+                 "can_write='exit 0' "
+                 "pread='sleep 0.0$(( ($4 / 4096) %% 7 )); "
+                 "dd if=%s skip=$4 count=$3 iflag=skip_bytes,count_bytes status=none' "
+                 "pwrite='sleep 0.0$(( ($4 / 4096) %% 5 )); "
+                 "dd of=%s seek=$4 oflag=seek_bytes conv=notrunc status=none'",
+                 dir, dir, IMG_SIZE, img, img);
+    struct bdrv_node *bs = bt_open_ok("driver=nbd,filename=nbd+unix:///?socket=%s/k.sock",
+                                      dir);
+    run_workers(bs);
+    /* Every fourth region now holds the second pattern, the file too. */
+    uint8_t buf[4096];
+    ck_assert_int_eq(bdrv_pread(bs, 4 * REGION, buf, sizeof(buf)), 0);
+    ck_assert(region_ok(buf, 4 * REGION, sizeof(buf), 11));
+    ck_assert_int_eq(bdrv_pread(bs, 5 * REGION, buf, sizeof(buf)), 0);
+    ck_assert(region_ok(buf, 5 * REGION, sizeof(buf), 3));
+    bdrv_unref(bs);
+    server_stop("k");
+    FILE *f = fopen(img, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 8 * REGION + 100, SEEK_SET), 0);
+    ck_assert_int_eq(fread(buf, 1, 16, f), 16);
+    fclose(f);
+    ck_assert(region_ok(buf, 8 * REGION + 100, 16, 11));
+}
+END_TEST
+
+/* A request larger than the server's maximum goes out as several
+ * commands at once (nbdkit's blocksize filter caps requests at 64 KiB). */
+START_TEST(test_split_request)
+{
+    server_start("k", "nbdkit -U %s/k.sock -P %s/k.pid --filter=blocksize-policy file %s "
+                 "blocksize-maximum=65536 blocksize-preferred=4096 blocksize-minimum=512 "
+                 "blocksize-error-policy=error", dir, dir, img);
+    struct bdrv_node *bs = bt_open_ok("driver=nbd,filename=nbd+unix:///?socket=%s/k.sock",
+                                      dir);
+    uint8_t *buf = malloc(1 << 20);
+    ck_assert_int_eq(bdrv_pread(bs, 65536, buf, 1 << 20), 0);
+    ck_assert(region_ok(buf, 65536, 1 << 20, 3));
+    for (size_t i = 0; i < (1 << 20); i++) {
+        buf[i] = (uint8_t)((65536 + i) * 7 + 9);
+    }
+    ck_assert_int_eq(bdrv_pwrite(bs, 65536, buf, 1 << 20, 0), 0);
+    memset(buf, 0, 1 << 20);
+    ck_assert_int_eq(bdrv_pread(bs, 65536, buf, 1 << 20), 0);
+    ck_assert(region_ok(buf, 65536, 1 << 20, 9));
+    free(buf);
+    bdrv_unref(bs);
+    server_stop("k");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* The server.* option form                                             */
+/* ------------------------------------------------------------------ */
+
+/* A TCP port nothing listens on right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Open `opts` and `uri`: same node name, same data. */
+static void same_as_uri(const char *opts, const char *uri, const char *want_name)
+{
+    struct bdrv_node *a = bt_open_ok("%s", opts);
+    char *s = NULL;
+    ck_assert_int_ge(asprintf(&s, "driver=nbd,filename=%s", uri), 0);
+    struct bdrv_node *b = bt_open_ok("%s", s);
+    free(s);
+    ck_assert_str_eq(bdrv_driver_name(a), "nbd");
+    ck_assert_str_eq(bdrv_filename(a), bdrv_filename(b));
+    ck_assert_str_eq(bdrv_filename(a), want_name);
+    ck_assert_int_eq(bdrv_getlength(a), IMG_SIZE);
+    uint8_t buf[8192];
+    ck_assert_int_eq(bdrv_pread(a, 12345 & ~511, buf, sizeof(buf)), 0);
+    ck_assert(region_ok(buf, 12345 & ~511, sizeof(buf), 3));
+    bdrv_unref(a);
+    bdrv_unref(b);
+}
+
+static void option_form_against(const char *server)
+{
+    int port = free_port();
+    char tcp[64];
+    snprintf(tcp, sizeof(tcp), "%d", port);
+    if (!strcmp(server, "qemu-nbd")) {
+        server_start("u", "qemu-nbd -r -t -e 4 -f raw -x exp -k %s/u.sock --fork "
+                     "--pid-file=%s/u.pid %s", dir, dir, img);
+        server_start("t", "qemu-nbd -r -t -e 4 -f raw -x exp -b 127.0.0.1 -p %d --fork "
+                     "--pid-file=%s/t.pid %s", port, dir, img);
+    } else {
+        server_start("u", "%s/diskdm-nbd -r -t -e 4 -f raw -x exp -k %s/u.sock --fork "
+                     "--pid-file=%s/u.pid %s", build_dir(), dir, dir, img);
+        server_start("t", "%s/diskdm-nbd -r -t -e 4 -f raw -x exp -b 127.0.0.1 -p %d --fork "
+                     "--pid-file=%s/t.pid %s", build_dir(), port, dir, img);
+    }
+    char opts[PATH_MAX * 2], uri[PATH_MAX * 2], name[PATH_MAX * 2];
+    snprintf(opts, sizeof(opts), "driver=nbd,server.type=unix,server.path=%s/u.sock,"
+             "export=exp,read-only=on", dir);
+    snprintf(uri, sizeof(uri), "nbd+unix:///exp?socket=%s/u.sock,read-only=on", dir);
+    snprintf(name, sizeof(name), "nbd+unix:///exp?socket=%s/u.sock", dir);
+    same_as_uri(opts, uri, name);
+    snprintf(opts, sizeof(opts), "driver=nbd,server.type=inet,server.host=127.0.0.1,"
+             "server.port=%d,export=exp,read-only=on,timeout=5", port);
+    snprintf(uri, sizeof(uri), "nbd://127.0.0.1:%d/exp,read-only=on", port);
+    snprintf(name, sizeof(name), "nbd://127.0.0.1:%d/exp", port);
+    same_as_uri(opts, uri, name);
+
+    /* Under a format node, the format probed over the NBD child. */
+    struct bdrv_node *bs = bt_open_ok("file.driver=nbd,file.server.type=unix,"
+                                      "file.server.path=%s/u.sock,file.export=exp,"
+                                      "read-only=on", dir);
+    ck_assert_str_eq(bdrv_driver_name(bs), "raw");
+    snprintf(name, sizeof(name), "nbd+unix:///exp?socket=%s/u.sock", dir);
+    ck_assert_str_eq(bdrv_filename(bdrv_file_child(bs)), name);
+    bdrv_unref(bs);
+    server_stop("t");
+    server_stop("u");
+}
+
+START_TEST(test_option_form_qemu_nbd)
+{
+    option_form_against("qemu-nbd");
+}
+END_TEST
+
+START_TEST(test_option_form_diskdm_nbd)
+{
+    option_form_against("diskdm-nbd");
+}
+END_TEST
+
+/* The node name matches what qemu-img prints for the option form. */
+START_TEST(test_option_form_name_like_qemu)
+{
+    server_start("u", "qemu-nbd -r -t -f raw -k %s/u.sock --fork --pid-file=%s/u.pid %s",
+                 dir, dir, img);
+    char cmd[PATH_MAX * 2], line[PATH_MAX * 2];
+    snprintf(cmd, sizeof(cmd), "qemu-img info --image-opts "
+             "driver=nbd,server.type=unix,server.path=%s/u.sock", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
+    pclose(p);
+    line[strcspn(line, "\n")] = 0;
+    struct bdrv_node *bs = bt_open_ok("driver=nbd,server.type=unix,server.path=%s/u.sock,"
+                                      "read-only=on", dir);
+    ck_assert_str_eq(line + strlen("image: "), bdrv_filename(bs));
+    bdrv_unref(bs);
+    server_stop("u");
+}
+END_TEST
+
+/* Every combination the option parser refuses, with its message. */
+START_TEST(test_option_form_errors)
+{
+    static const struct {
+        const char *opts, *msg;
+    } cases[] = {
+        { "driver=nbd,server.type=unix,export=e",
+          "Parameter 'server.path' is missing" },
+        { "driver=nbd,server.type=unix,server.path=",
+          "Parameter 'server.path' is missing" },
+        { "driver=nbd,server.type=inet,export=e",
+          "Parameter 'server.host' is missing" },
+        { "driver=nbd,server.type=vsock,server.path=/x",
+          "Parameter 'server.type' expects one of unix, inet: 'vsock'" },
+        { "driver=nbd,server.path=/x",
+          "Parameter 'server.type' is missing" },
+        { "driver=nbd,export=e",
+          "Parameter 'server.type' is missing" },
+        { "driver=nbd,server.type=inet,server.host=h,server.port=abc",
+          "Parameter 'server.port' expects a port number (1-65535): 'abc'" },
+        { "driver=nbd,server.type=inet,server.host=h,server.port=0",
+          "Parameter 'server.port' expects a port number (1-65535): '0'" },
+        { "driver=nbd,server.type=inet,server.host=h,server.port=65536",
+          "Parameter 'server.port' expects a port number (1-65535): '65536'" },
+        { "driver=nbd,server.type=inet,server.host=h,server.port=-1",
+          "Parameter 'server.port' expects a port number (1-65535): '-1'" },
+        { "driver=nbd,server.type=unix,server.path=/x,server.host=h",
+          "Parameter 'server.host' is not valid with server.type=unix" },
+        { "driver=nbd,server.type=unix,server.path=/x,server.port=1",
+          "Parameter 'server.port' is not valid with server.type=unix" },
+        { "driver=nbd,server.type=inet,server.host=h,server.path=/x",
+          "Parameter 'server.path' is not valid with server.type=inet" },
+        { "driver=nbd,filename=nbd://h/e,server.type=unix,server.path=/x",
+          "An NBD URI ('filename') cannot be combined with 'server.*'" },
+        { "driver=nbd,filename=nbd://h/e,export=e",
+          "An NBD URI ('filename') cannot be combined with 'export'" },
+        { "driver=raw,file.driver=nbd,file.filename=nbd://h/e,file.server.type=inet",
+          "An NBD URI ('file.filename') cannot be combined with 'file.server.*'" },
+        { "driver=raw,server.type=unix,server.path=/x",
+          "Block driver 'raw' does not support the option 'server.type'" },
+        { "driver=file,filename=/x,timeout=1",
+          "Block driver 'file' does not support the option 'timeout'" },
+        { "filename=/x,timeout=1",
+          "Parameter 'timeout' needs an NBD export (an nbd:// URI or server.* options)" },
+        { "driver=raw,file.driver=nbd,file.server.type=tcp,file.server.host=h",
+          "Parameter 'file.server.type' expects one of unix, inet: 'tcp'" },
+        { "driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=h,"
+          "file.server.port=x1",
+          "Parameter 'file.server.port' expects a port number (1-65535): 'x1'" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct bdrv_open_opts o;
+        struct error *err = NULL;
+        ck_assert_msg(bdrv_open_opts_parse(cases[i].opts, &o, &err) < 0,
+                      "'%s' was accepted", cases[i].opts);
+        ck_assert_ptr_nonnull(err);
+        ck_assert_msg(!strcmp(err->msg, cases[i].msg), "'%s': got '%s', want '%s'",
+                      cases[i].opts, err->msg, cases[i].msg);
+        error_free(err);
+    }
+}
+END_TEST
+
+/* A bad timeout is refused at open, in either form. */
+START_TEST(test_bad_timeout)
+{
+    static const char *const bad[] = { "abc", "-1", "", "1e9", "nan", "2s" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char s[PATH_MAX + 128], want[128];
+        snprintf(want, sizeof(want), "Parameter 'timeout' expects a number of seconds "
+                 "(0 = no limit): '%s'", bad[i]);
+        snprintf(s, sizeof(s), "driver=nbd,filename=nbd+unix:///?socket=%s/none.sock&"
+                 "timeout=%s", dir, bad[i]);
+        char *msg = bt_open_fail("%s", s, NULL);
+        ck_assert_str_eq(msg, want);
+        free(msg);
+        if (!bad[i][0]) {
+            continue;   /* an empty option value is the parser's business */
+        }
+        snprintf(s, sizeof(s), "driver=nbd,server.type=unix,server.path=%s/none.sock,"
+                 "timeout=%s", dir, bad[i]);
+        msg = bt_open_fail("%s", s, NULL);
+        ck_assert_str_eq(msg, want);
+        free(msg);
+    }
+}
+END_TEST
+
+/* timeout=0 means no limit: an answered request works as usual. */
+START_TEST(test_timeout_zero)
+{
+    server_start("k", "nbdkit -r -U %s/k.sock -P %s/k.pid file %s", dir, dir, img);
+    struct bdrv_node *bs = bt_open_ok(
+        "driver=nbd,server.type=unix,server.path=%s/k.sock,timeout=0,read-only=on", dir);
+    uint8_t buf[4096];
+    ck_assert_int_eq(bdrv_pread(bs, 8192, buf, sizeof(buf)), 0);
+    ck_assert(region_ok(buf, 8192, sizeof(buf), 3));
+    bdrv_unref(bs);
+    server_stop("k");
+}
+END_TEST
+
+int main(void)
+{
+    log_init("test-block-nbd-client", LOG_ERROR);
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create("block-nbd-client");
+    TCase *tc = tcase_create("nbd-client");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_timeout_silent_server);
+    tcase_add_test(tc, test_timeout_option_form_write);
+    tcase_add_test(tc, test_timeout_many_waiting);
+    tcase_add_test(tc, test_timeout_nbdkit_delay);
+    tcase_add_test(tc, test_handshake_timeout);
+    tcase_add_test(tc, test_concurrent_out_of_order);
+    tcase_add_test(tc, test_split_request);
+    tcase_add_test(tc, test_option_form_qemu_nbd);
+    tcase_add_test(tc, test_option_form_diskdm_nbd);
+    tcase_add_test(tc, test_option_form_name_like_qemu);
+    tcase_add_test(tc, test_option_form_errors);
+    tcase_add_test(tc, test_bad_timeout);
+    tcase_add_test(tc, test_timeout_zero);
+    suite_add_tcase(s, tc);
+    snprintf(pid_list, sizeof(pid_list), "/tmp/diskdm-nbd-client-%d.pids", (int)getpid());
+    int ret = bt_run(s);
+    stop_leftovers();
+    return ret;
+}
