@@ -57,7 +57,9 @@ struct nbd_client_state {
 
     pthread_mutex_t mu;         /* protects what follows and every batch */
     struct nbd_client_batch *batches;   /* waiting callers */
+    uint64_t poll_deadline;     /* when the poller wakes by itself; 0 = never */
     bool dead;                  /* connection gone: fail fast with EIO */
+    bool closing;               /* close: a disconnect is no news */
     bool stopping;              /* close: the poller exits */
 };
 
@@ -313,7 +315,16 @@ static int nbd_client_batch_start(struct nbd_client_state *s,
         s->batches->pprev = &b->next;
     }
     s->batches = b;
+    /* The poller must know of a deadline earlier than the one it sleeps
+     * until (with one timeout for all, only when it sleeps without one). */
+    bool wake = b->deadline && (!s->poll_deadline || b->deadline < s->poll_deadline);
+    if (wake) {
+        s->poll_deadline = b->deadline;
+    }
     pthread_mutex_unlock(&s->mu);
+    if (wake) {
+        nbd_client_wake(s);
+    }
     return 0;
 }
 
@@ -340,7 +351,12 @@ static void nbd_client_batch_fail(struct nbd_client_batch *b)
 static int nbd_client_batch_wait(struct nbd_client_batch *b)
 {
     struct nbd_client_state *s = b->s;
-    nbd_client_wake(s);
+    /* libnbd sends a command from the caller's thread while the socket
+     * takes it; what is left is the poller's to send, and it may be
+     * asleep waiting only for replies. */
+    if (nbd_aio_get_direction(s->h) & LIBNBD_AIO_DIRECTION_WRITE) {
+        nbd_client_wake(s);
+    }
     pthread_mutex_lock(&s->mu);
     while (b->pending) {
         pthread_cond_wait(&b->cond, &s->mu);
@@ -415,6 +431,7 @@ static void *nbd_client_poll_thread(void *opaque)
         if (kill) {
             s->dead = true;
         }
+        s->poll_deadline = next;
         pthread_mutex_unlock(&s->mu);
         if (kill) {
             log_error("NBD server %s did not answer within %.3g s; connection "
@@ -454,8 +471,9 @@ static void *nbd_client_poll_thread(void *opaque)
         if (nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h)) {
             pthread_mutex_lock(&s->mu);
             s->dead = true;
+            bool closing = s->closing;
             pthread_mutex_unlock(&s->mu);
-            if (!said_gone) {
+            if (!said_gone && !closing) {
                 log_warn("NBD server %s closed the connection; requests on it fail",
                          bs->filename);
                 said_gone = true;
@@ -652,6 +670,7 @@ static void nbd_client_close(struct bdrv_node *bs)
     }
     pthread_mutex_lock(&s->mu);
     bool dead = s->dead;
+    s->closing = true;
     pthread_mutex_unlock(&s->mu);
     if (!dead) {
         /* Queue NBD_CMD_DISC without waiting: a server that stopped
