@@ -40,11 +40,17 @@ cat src.raw src.qcow2 > /dev/null
 # treatment: source page-cached, every target removed and the removal
 # synced before the next run, runs interleaved with the order alternating,
 # RUNS (7) each. The median is the figure; the best run (what the tool
-# costs when the machine does not interfere) is printed too.
-median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-least() { tr ' ' '\n' | grep . | sort -n | head -n 1; }
-run1() {   # ours|qemu in-format out-format: prints " SECONDS"
+# costs when the machine does not interfere) is printed too, and the
+# median CPU time (user + system, from the shell's `times`), which other
+# load on the machine disturbs less than the wall time.
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+least() { sort -n | head -n 1; }
+cpu_of() {   # a `times` output file -> CPU seconds of the shell's children
+    tail -n 1 "$1" | tr 'ms' '  ' | awk '{ printf "%.3f", $1 * 60 + $2 + $3 * 60 + $4 }'
+}
+run1() {   # ours|qemu in-format out-format: appends "WALL CPU" to res.$1
     o=x.$3
+    times > t0.txt      # in this shell: $(times) would count a subshell's
     t0=$(now)
     if [ "$1" = ours ]; then
         "$IMG" convert -f "$2" -O "$3" "src.$2" "$o" 2> /dev/null
@@ -52,32 +58,39 @@ run1() {   # ours|qemu in-format out-format: prints " SECONDS"
         qemu-img convert -f "$2" -O "$3" "src.$2" "$o" 2> /dev/null
     fi
     t1=$(now)
+    times > t1.txt
+    c0=$(cpu_of t0.txt); c1=$(cpu_of t1.txt)
     rm -f "$o"; sync
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf " %.3f", b - a }'
+    awk -v a="$t0" -v b="$t1" -v c="$c0" -v d="$c1" \
+        'BEGIN { printf "%.3f %.3f\n", b - a, d - c }' >> "res.$1"
 }
+col() { awk -v n="$2" '{ print $n }' "res.$1"; }
 echo "convert, 1 GiB fully allocated (random data), default cache modes, ${RUNS:=7} runs each"
 echo "  (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 for dir in qcow2-raw raw-qcow2; do
     in=${dir%-*}; out=${dir#*-}
-    rm -f x.*; sync
-    ol=; tl=
+    rm -f x.* res.*; sync
     i=0
     while [ $i -lt "$RUNS" ]; do
         cat "src.$in" > /dev/null
         if [ $((i % 2)) = 0 ]; then
-            ol="$ol$(run1 ours "$in" "$out")"; tl="$tl$(run1 qemu "$in" "$out")"
+            run1 ours "$in" "$out"; run1 qemu "$in" "$out"
         else
-            tl="$tl$(run1 qemu "$in" "$out")"; ol="$ol$(run1 ours "$in" "$out")"
+            run1 qemu "$in" "$out"; run1 ours "$in" "$out"
         fi
         i=$((i + 1))
     done
-    ours=$(echo $ol | median); theirs=$(echo $tl | median)
-    obest=$(echo $ol | least); tbest=$(echo $tl | least)
+    ours=$(col ours 1 | median); theirs=$(col qemu 1 | median)
+    obest=$(col ours 1 | least); tbest=$(col qemu 1 | least)
+    ocpu=$(col ours 2 | median); tcpu=$(col qemu 2 | median)
     printf '  %-10s median: diskdm-img %6ss  qemu-img %6ss  speed-up %sx\n' \
         "$in->$out" "$ours" "$theirs" "$(ratio "$theirs" "$ours")"
     printf '  %-10s best:   diskdm-img %6ss  qemu-img %6ss  speed-up %sx\n' \
         "" "$obest" "$tbest" "$(ratio "$tbest" "$obest")"
-    printf '  %-10s runs:   ours%s; qemu-img%s\n' "" "$ol" "$tl"
+    printf '  %-10s CPU:    diskdm-img %6ss  qemu-img %6ss  ratio %sx (medians)\n' \
+        "" "$ocpu" "$tcpu" "$(ratio "$tcpu" "$ocpu")"
+    printf '  %-10s runs:   ours %s; qemu-img %s\n' "" "$(col ours 1 | tr '\n' ' ')" \
+        "$(col qemu 1 | tr '\n' ' ')"
 done
 
 echo "bench, 4K QD1, $N requests, cache=writeback, page-cached 1 GiB images"
