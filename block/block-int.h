@@ -279,6 +279,17 @@ struct bdrv_ops {
      */
     int (*amend)(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
                  struct error **errp);
+
+    /*
+     * Internal snapshots behind bdrv_snapshot_* (block/snapshot.c): the
+     * core has checked the node is read-write for create/apply/delete.
+     * list returns the count. 0 or -errno with *errp set. NULL: -ENOTSUP.
+     */
+    int (*snapshot_list)(struct bdrv_node *bs, struct bdrv_snapshot **list,
+                         struct error **errp);
+    int (*snapshot_create)(struct bdrv_node *bs, const char *name, struct error **errp);
+    int (*snapshot_apply)(struct bdrv_node *bs, const char *name, struct error **errp);
+    int (*snapshot_delete)(struct bdrv_node *bs, const char *name, struct error **errp);
 };
 
 /* Statistics, updated atomically by the checking layer. */

@@ -215,6 +215,31 @@ struct bdrv_amend_opts {
 int bdrv_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
                struct error **errp);
 
+/* One internal snapshot (qcow2), as `qemu-img snapshot -l` lists it. */
+struct bdrv_snapshot {
+    char *id, *name;
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount;                /* UINT64_MAX: not recorded */
+    uint64_t disk_size;
+};
+/*
+ * Internal snapshots (block/snapshot.c). list: the node's snapshots in
+ * table order, count returned (free with bdrv_snapshot_list_free).
+ * create: a new snapshot of the current contents named `name`. apply:
+ * the contents go back to snapshot `name` (an ID or a name). delete: the
+ * first snapshot named `name` goes. create/apply/delete need a
+ * read-write node (-EACCES otherwise); formats without snapshots give
+ * -ENOTSUP. 0 (or the count) or -errno with *errp set.
+ */
+int bdrv_snapshot_list(struct bdrv_node *bs, struct bdrv_snapshot **list,
+                       struct error **errp);
+void bdrv_snapshot_list_free(struct bdrv_snapshot *list, int n);
+int bdrv_snapshot_create(struct bdrv_node *bs, const char *name, struct error **errp);
+int bdrv_snapshot_apply(struct bdrv_node *bs, const char *name, struct error **errp);
+int bdrv_snapshot_delete(struct bdrv_node *bs, const char *name, struct error **errp);
+
 /* Format-specific facts `info` shows under "Format specific information"
  * (qcow2 only for now). */
 struct bdrv_qcow2_info {

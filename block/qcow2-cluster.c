@@ -825,6 +825,18 @@ static uint8_t *l2_table_for_write(struct qcow2_state *s, uint64_t i,
         }
         memcpy(s->cow_buf, src, s->cluster_size);
         src = s->cow_buf;
+        /* The copy is ours alone: its COPIED flags must say which of its
+         * clusters are (a shared table's flags need not be accurate). */
+        for (uint32_t j = 0; !s->data && j < s->l2_size; j++) {
+            uint64_t e = qcow2_l2_get(s, s->cow_buf, j), rc;
+            enum qcow2_ctype ty = qcow2_classify(s, e);
+            if ((ty == QCOW2_C_NORMAL || ty == QCOW2_C_ZERO_ALLOC) &&
+                qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits,
+                                   &rc) == 0) {
+                qcow2_put_be64(s->cow_buf + (uint64_t)j * s->l2e_size,
+                               (e & ~QCOW2_OFLAG_COPIED) | (rc == 1 ? QCOW2_OFLAG_COPIED : 0));
+            }
+        }
     }
     bool fresh;
     int64_t n = qcow2_alloc_cluster(s, &fresh);

@@ -98,6 +98,7 @@ static void free_state(struct qcow2_state *s)
     free(s->exts);
     s->exts = NULL;
     s->nb_exts = 0;
+    qcow2_free_snapshots(s);
     free(s->backing_file);
     free(s->backing_fmt);
     free(s->full_backing_file);
@@ -601,6 +602,10 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     if (s->nb_snapshots && (s->snapshots_offset & 7 || s->snapshots_offset >= s->file_len)) {
         FAIL(-EINVAL, "'%s': snapshot table offset is invalid", fn);
     }
+    ret = qcow2_read_snapshots(s, errp);
+    if (ret < 0) {
+        goto out_free;
+    }
     ret = load_table(s, s->l1_offset, s->l1_size, &s->l1);
     if (ret < 0) {
         FAIL(ret, "Could not read the L1 table of '%s': %s", fn, strerror(-ret));
@@ -956,4 +961,8 @@ const struct bdrv_ops bdrv_qcow2_ops = {
     .check = qcow2_check,
     .change_backing_file = qcow2_change_backing_file,
     .amend = qcow2_amend,
+    .snapshot_list = qcow2_snapshot_list,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
 };

@@ -90,6 +90,22 @@ enum qcow2_ctype {
     QCOW2_C_COMPRESSED,     /* compressed descriptor */
 };
 
+/* One entry of the internal snapshot table. */
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id, *name;                /* NUL-terminated copies */
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;                /* UINT64_MAX: not recorded */
+    uint32_t extra_len;             /* extra data kept verbatim past what we know */
+    uint8_t *extra;
+};
+#define QCOW2_MAX_SNAPSHOT_EXTRA 1024
+#define QCOW2_MAX_SNAPSHOTS_BYTES (64u << 20)
+
 /* A header extension kept verbatim so a rewrite preserves it. */
 struct qcow2_ext {
     uint32_t type;
@@ -134,6 +150,8 @@ struct qcow2_state {
     uint32_t rt_clusters;
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
+    uint64_t snapshots_size;        /* bytes of the table */
+    struct qcow2_snapshot *snaps;   /* nb_snapshots entries */
     uint64_t incompat, compat, autoclear;
     uint32_t refcount_order;
     uint32_t refcount_bits;
@@ -327,6 +345,16 @@ int qcow2_grow_file(struct qcow2_state *s, uint64_t len);
  * match. Caller holds io_lock exclusive (or is opening the image). */
 int qcow2_check_refcounts(struct qcow2_state *s, unsigned fix,
                           struct bdrv_check_result *res, struct error **errp);
+
+/* ---- qcow2-snapshot.c ---------------------------------------------- */
+/* Read and validate the snapshot table (open). */
+int qcow2_read_snapshots(struct qcow2_state *s, struct error **errp);
+void qcow2_free_snapshots(struct qcow2_state *s);
+int qcow2_snapshot_list(struct bdrv_node *bs, struct bdrv_snapshot **list,
+                        struct error **errp);
+int qcow2_snapshot_create(struct bdrv_node *bs, const char *name, struct error **errp);
+int qcow2_snapshot_apply(struct bdrv_node *bs, const char *name, struct error **errp);
+int qcow2_snapshot_delete(struct bdrv_node *bs, const char *name, struct error **errp);
 
 /* ---- qcow2-create.c ------------------------------------------------ */
 int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,

@@ -1,6 +1,7 @@
 /*
  * tests/unit/test-qcow2-ext.c — qcow2 features beyond the base format:
- * extended L2 entries (subclusters) and external data files, with
+ * extended L2 entries (subclusters), external data files and internal
+ * snapshots, with
  * qemu-img and qemu-io as oracles for images either side makes.
  */
 #include "tests/unit/block-test.h"
@@ -543,6 +544,209 @@ START_TEST(test_data_file_create_errors)
 }
 END_TEST
 
+/* ---- internal snapshots ------------------------------------------------ */
+
+static void poke32(const char *name, long off, uint32_t v)
+{
+    char *p = path(name);
+    int fd = open(p, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+    ck_assert_int_eq(full_pwrite(fd, b, 4, off), 4);
+    close(fd);
+    free(p);
+}
+
+static void snapshot_cycle(const char *create_opts, unsigned seed)
+{
+    ck_assert_int_eq(sh("rm -f i.qcow2 orig.raw ref.raw s.raw && "
+                        "qemu-img create -q -f qcow2 -o %s i.qcow2 8M && "
+                        "qemu-io -f qcow2 " QIO_SC_WRITES " i.qcow2 && "
+                        "qemu-img convert -f qcow2 -O raw i.qcow2 orig.raw && cp orig.raw ref.raw",
+                        create_opts), 0);
+    struct bdrv_node *bs = open_fmt("i.qcow2", "discard=unmap");
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_snapshot_create(bs, "a", &err), 0);
+    /* Writes after it copy the shared clusters: the snapshot keeps them. */
+    struct mirror m = { .bs = bs, .size = 8 << 20 };
+    char *rp = path("ref.raw");
+    m.ref = open(rp, O_RDWR);
+    ck_assert_int_ge(m.ref, 0);
+    apply_random_ops(&m, seed, 200, 200000);
+    close(m.ref);
+    assert_same_as_raw(bs, "ref.raw");
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q i.qcow2"), 0);
+    ck_assert_int_eq(sh("qemu-img compare -q -f qcow2 -F raw i.qcow2 ref.raw"), 0);
+    ck_assert_int_eq(sh("qemu-img convert -f qcow2 -O raw -l snapshot.name=a i.qcow2 s.raw && "
+                        "cmp s.raw orig.raw"), 0);
+    /* A second one, then back to the first, then both gone. */
+    bs = open_fmt("i.qcow2", "discard=unmap");
+    ck_assert_int_eq(bdrv_snapshot_create(bs, "b", &err), 0);
+    ck_assert_int_eq(bdrv_snapshot_apply(bs, "a", &err), 0);
+    assert_same_as_raw(bs, "orig.raw");
+    uint8_t b[5000];
+    memset(b, 0x3c, sizeof(b));
+    ck_assert_int_eq(bdrv_pwrite(bs, 12345, b, sizeof(b), 0), 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q i.qcow2"), 0);
+    ck_assert_int_eq(sh("qemu-img convert -f qcow2 -O raw -l snapshot.name=b i.qcow2 s.raw && "
+                        "cmp s.raw ref.raw"), 0);
+    bs = open_fmt("i.qcow2", "discard=unmap");
+    ck_assert_int_eq(bdrv_snapshot_delete(bs, "a", &err), 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q i.qcow2"), 0);
+    bs = open_fmt("i.qcow2", "discard=unmap");
+    ck_assert_int_eq(bdrv_snapshot_delete(bs, "b", &err), 0);
+    struct bdrv_snapshot *l;
+    ck_assert_int_eq(bdrv_snapshot_list(bs, &l, &err), 0);
+    /* Everything is ours alone again: writes go in place. */
+    ck_assert_int_eq(bdrv_pwrite(bs, 12345, b, 100, 0), 0);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q i.qcow2 && qemu-img snapshot -l i.qcow2 > l.out && "
+                        "! test -s l.out"), 0);
+    ck_assert_int_eq(sh("qemu-io -f qcow2 -c 'read -P 0x3c 12345 5000' i.qcow2 > r.out && "
+                        "! grep -q failed r.out"), 0);
+    free(rp);
+}
+
+START_TEST(test_snapshot_cycle)
+{
+    snapshot_cycle("cluster_size=4096", 31);
+    snapshot_cycle("cluster_size=65536,refcount_bits=4", 32);
+    snapshot_cycle("extended_l2=on,cluster_size=32768", 33);
+    snapshot_cycle("compat=0.10,cluster_size=16384", 34);
+}
+END_TEST
+
+START_TEST(test_snapshot_qemu_made)
+{
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -o cluster_size=8192 i.qcow2 4M && "
+                        "qemu-io -f qcow2 -c 'write -P 1 0 4M' i.qcow2 && "
+                        "qemu-img snapshot -c one i.qcow2 && "
+                        "qemu-io -f qcow2 -c 'write -P 2 1M 100k' -c 'write -z 3M 64k' i.qcow2 && "
+                        "qemu-img snapshot -c two i.qcow2 && "
+                        "qemu-io -f qcow2 -c 'write -P 3 5000 3000' i.qcow2 && "
+                        "qemu-img convert -O raw i.qcow2 top.raw && "
+                        "qemu-img convert -O raw -l snapshot.name=two i.qcow2 two.raw"), 0);
+    struct bdrv_node *bs = open_fmt("i.qcow2", "");
+    assert_same_as_raw(bs, "top.raw");
+    struct bdrv_snapshot *l = NULL;
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_snapshot_list(bs, &l, &err), 2);
+    ck_assert_str_eq(l[0].id, "1");
+    ck_assert_str_eq(l[0].name, "one");
+    ck_assert_str_eq(l[1].id, "2");
+    ck_assert_str_eq(l[1].name, "two");
+    ck_assert_uint_eq(l[1].disk_size, 4 << 20);
+    ck_assert_uint_eq(l[1].vm_state_size, 0);
+    bdrv_snapshot_list_free(l, 2);
+    /* Apply by ID, delete by name. */
+    ck_assert_int_eq(bdrv_snapshot_apply(bs, "2", &err), 0);
+    assert_same_as_raw(bs, "two.raw");
+    ck_assert_int_eq(bdrv_snapshot_delete(bs, "one", &err), 0);
+    ck_assert_int_eq(bdrv_snapshot_delete(bs, "one", &err), -ENOENT);
+    ck_assert_str_eq(err->msg, "Could not delete snapshot 'one': snapshot not found");
+    error_free(err);
+    err = NULL;
+    ck_assert_int_eq(bdrv_snapshot_apply(bs, "nosuch", &err), -ENOENT);
+    ck_assert_str_eq(err->msg, "Could not apply snapshot 'nosuch': Failed to load snapshot: "
+                     "No such file or directory");
+    error_free(err);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q i.qcow2 && "
+                        "qemu-img compare -q -f qcow2 -F raw i.qcow2 two.raw"), 0);
+}
+END_TEST
+
+START_TEST(test_snapshot_refused)
+{
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 i.qcow2 1M && "
+                        "qemu-img snapshot -c one i.qcow2"), 0);
+    struct bdrv_node *bs = open_fmt("i.qcow2", "read-only=on");
+    struct error *err = NULL;
+    struct bdrv_snapshot *l = NULL;
+    ck_assert_int_eq(bdrv_snapshot_list(bs, &l, &err), 1);
+    bdrv_snapshot_list_free(l, 1);
+    ck_assert_int_eq(bdrv_snapshot_create(bs, "x", &err), -EACCES);
+    ck_assert_msg(strstr(err->msg, "Could not create snapshot 'x': '") &&
+                  strstr(err->msg, "' is read-only"), "%s", err->msg);
+    error_free(err);
+    err = NULL;
+    ck_assert_int_eq(bdrv_snapshot_apply(bs, "one", &err), -EACCES);
+    error_free(err);
+    err = NULL;
+    ck_assert_int_eq(bdrv_snapshot_delete(bs, "one", &err), -EACCES);
+    error_free(err);
+    err = NULL;
+    bdrv_unref(bs);
+    /* One-bit refcounts cannot count a second reference. */
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -o refcount_bits=1 r.qcow2 1M && "
+                        "qemu-io -f qcow2 -c 'write -P 1 0 64k' r.qcow2"), 0);
+    bs = open_fmt("r.qcow2", "");
+    ck_assert_int_eq(bdrv_snapshot_create(bs, "x", &err), -ERANGE);
+    ck_assert_str_eq(err->msg, "Could not create snapshot 'x': refcount overflow "
+                     "(refcount_bits too small)");
+    error_free(err);
+    err = NULL;
+    /* An external data file: refused. */
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -o data_file=d.raw d.qcow2 1M"), 0);
+    bs = open_fmt("d.qcow2", "");
+    ck_assert_int_eq(bdrv_snapshot_create(bs, "x", &err), -ENOTSUP);
+    error_free(err);
+    bdrv_unref(bs);
+    ck_assert_int_eq(sh("qemu-img check -q d.qcow2"), 0);
+}
+END_TEST
+
+static void expect_snap_open_error(const char *needle, int errnum)
+{
+    char *s = NULL;
+    ck_assert_int_ge(asprintf(&s, "driver=qcow2,file.filename=%s/h.qcow2,read-only=on", dir), 0);
+    struct error *err = NULL;
+    struct bdrv_node *bs = bt_open(s, &err);
+    ck_assert_ptr_null(bs);
+    ck_assert_msg(strstr(err->msg, needle), "message '%s' lacks '%s'", err->msg, needle);
+    ck_assert_int_eq(err->errnum, errnum);
+    error_free(err);
+    free(s);
+}
+
+static uint64_t fresh_snap(void)
+{
+    ck_assert_int_eq(sh("rm -f h.qcow2 && qemu-img create -q -f qcow2 h.qcow2 1M && "
+                        "qemu-io -f qcow2 -c 'write -P 1 0 64k' h.qcow2 && "
+                        "qemu-img snapshot -c one h.qcow2"), 0);
+    return peek64("h.qcow2", 64);
+}
+
+START_TEST(test_snapshot_hostile)
+{
+    uint64_t t = fresh_snap();
+    poke64("h.qcow2", (long)t, peek64("h.qcow2", (long)t) + 8);
+    expect_snap_open_error("snapshot 0: L1 table (offset", EINVAL);
+    t = fresh_snap();
+    poke64("h.qcow2", (long)t, 1ull << 50);
+    expect_snap_open_error("is unaligned or lies beyond the end of the file", EINVAL);
+    t = fresh_snap();
+    poke32("h.qcow2", (long)t + 8, 0x10000000);
+    expect_snap_open_error("snapshot 0: L1 table too large (268435456 entries)", EFBIG);
+    t = fresh_snap();
+    poke32("h.qcow2", (long)t + 36, 5000);
+    expect_snap_open_error("snapshot 0 has too much extra data (5000 bytes)", EFBIG);
+    t = fresh_snap();
+    poke32("h.qcow2", 60, 40);
+    expect_snap_open_error("snapshot table entry 1 lies beyond the end of the file", EINVAL);
+    t = fresh_snap();
+    poke64("h.qcow2", 64, t + 4);
+    expect_snap_open_error("snapshot table offset is invalid", EINVAL);
+    t = fresh_snap();
+    poke32("h.qcow2", 60, 70000);
+    expect_snap_open_error("too many snapshots (70000)", EFBIG);
+}
+END_TEST
+
 static Suite *qcow2_ext_suite(void)
 {
     Suite *s = suite_create("qcow2-ext");
@@ -563,6 +767,14 @@ static Suite *qcow2_ext_suite(void)
     tcase_add_test(tc, test_data_file_write);
     tcase_add_test(tc, test_data_file_modes);
     tcase_add_test(tc, test_data_file_create_errors);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("snapshots");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_snapshot_cycle);
+    tcase_add_test(tc, test_snapshot_qemu_made);
+    tcase_add_test(tc, test_snapshot_refused);
+    tcase_add_test(tc, test_snapshot_hostile);
     suite_add_tcase(s, tc);
     return s;
 }

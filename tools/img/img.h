@@ -42,6 +42,7 @@ int img_cmd_measure(int argc, char **argv);
 int img_cmd_bench(int argc, char **argv);
 int img_cmd_amend(int argc, char **argv);
 int img_cmd_dd(int argc, char **argv);
+int img_cmd_snapshot(int argc, char **argv);
 
 /* Print "diskdm-img: MSG" and return IMG_EXIT_USAGE / IMG_EXIT_FAIL. */
 int img_usage_error(const char *fmt, ...) PRINTF_FMT(1, 2);
