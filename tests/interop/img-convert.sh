@@ -149,3 +149,20 @@ theirs=$(qemu-img compare -f raw -F raw odd.raw big.raw || true)
 expect_err 2 "diskdm-img: Could not open 'missing.raw': Could not open 'missing.raw': No such file or directory" \
     "$IMG" compare top.qcow2 missing.raw
 ok compare
+
+# --- convert's shortcuts stay out of the way --------------------------------
+# An external data file: block status maps into it, not into the image
+# file, so the image file (padded here to cover those offsets) must not be
+# read in its place.
+qemu-img create -q -f qcow2 -o data_file=ext.data,cluster_size=4k ext.qcow2 64M
+qemu-io -c 'write -P 0x77 0 1M' -c 'write -P 0x99 40M 1M' ext.qcow2 > /dev/null
+head -c 1048576 /dev/urandom >> ext.qcow2
+qemu-img convert -O raw ext.qcow2 qext.raw
+"$IMG" convert -O raw ext.qcow2 dext.raw
+cmp qext.raw dext.raw || fail "external data file source"
+"$IMG" convert -O qcow2 ext.qcow2 dext.qcow2
+qemu-img compare -f raw qext.raw dext.qcow2 > /dev/null || fail "external data file -> qcow2"
+# -U and -T none take the buffered path: the same result.
+"$IMG" convert -U -O raw top.qcow2 u.raw
+cmp q.raw u.raw || fail "convert -U"
+ok "convert shortcuts"
