@@ -383,7 +383,9 @@ static int write_table(struct qcow2_state *s, struct qcow2_snapshot *snaps, uint
         qcow2_put_be64(h + 24, sn->vm_clock_nsec);
         qcow2_put_be32(h + 32, (uint32_t)MIN(sn->vm_state_size, UINT32_MAX));
         qcow2_put_be32(h + 36, sn->extra_len);
-        memcpy(h + SNAP_HEADER_LEN, sn->extra, sn->extra_len);
+        if (sn->extra_len) {
+            memcpy(h + SNAP_HEADER_LEN, sn->extra, sn->extra_len);
+        }
         memcpy(h + SNAP_HEADER_LEN + sn->extra_len, sn->id, il);
         memcpy(h + SNAP_HEADER_LEN + sn->extra_len + il, sn->name, nl);
         p += ROUND_UP(SNAP_HEADER_LEN + (uint64_t)sn->extra_len + il + nl, 8);
