@@ -3,8 +3,8 @@
  * reached through libnbd from an nbd://, nbds://, nbd+unix:// or
  * nbds+unix:// URI (block/options.c turns QEMU's server.* options into
  * one). Many requests are in flight at once on the one connection: callers
- * issue libnbd aio commands and sleep, a poller thread per node drives the
- * socket. A request not answered within `timeout` seconds fails with
+ * issue libnbd aio commands, one waiting caller at a time drives the
+ * socket for all, and a watchdog thread per node enforces the deadlines. A request not answered within `timeout` seconds fails with
  * ETIMEDOUT and drops the connection; later requests then fail with EIO.
  * A read-only export makes the node read-only when auto-read-only is on
  * and is refused otherwise; block status passes base:allocation through.
@@ -31,7 +31,7 @@
 /*
  * The libnbd commands one caller waits for together (a request split at
  * the server's maximum size, or a single command). Lives on the caller's
- * stack; linked in the node's list while commands are out, so the poller
+ * stack; linked in the node's list while commands are out, so the watchdog
  * can find overdue ones. Members below `next` are under the node's mu.
  */
 struct nbd_client_batch {
@@ -40,7 +40,7 @@ struct nbd_client_batch {
     uint64_t deadline;          /* clock_ns(); 0 = none */
     unsigned pending;           /* commands whose free callback has not run */
     int err;                    /* first failure, positive errno */
-    bool timed_out;             /* the poller gave up on it */
+    bool timed_out;             /* the watchdog gave up on it */
     pthread_cond_t cond;        /* signalled when pending drops to 0 */
 };
 
@@ -51,16 +51,20 @@ struct nbd_client_state {
     uint64_t chunk;             /* largest command we send */
     uint64_t timeout_ns;        /* per request; 0 = none */
 
-    int wake_fd;                /* eventfd: new commands, stop */
-    pthread_t poller;
-    bool poller_running;
+    struct bdrv_node *bs;       /* for messages: bs->filename */
+    int wake_fd;                /* eventfd: the watchdog's (deadline, stop) */
+    int kick_fd;                /* eventfd: the leader's (bytes left to send) */
+    pthread_t watchdog;
+    bool watchdog_running;
 
     pthread_mutex_t mu;         /* protects what follows and every batch */
     struct nbd_client_batch *batches;   /* waiting callers */
-    uint64_t poll_deadline;     /* when the poller wakes by itself; 0 = never */
+    uint64_t poll_deadline;     /* when the watchdog wakes by itself; 0 = never */
     bool dead;                  /* connection gone: fail fast with EIO */
+    bool leading;               /* a caller drives the socket */
+    bool said_gone;             /* the loss of the connection was logged */
     bool closing;               /* close: a disconnect is no news */
-    bool stopping;              /* close: the poller exits */
+    bool stopping;              /* close: the watchdog exits */
 };
 
 /* libnbd's errno for the last failure on this thread, as -errno; a broken
@@ -258,7 +262,7 @@ static void nbd_client_wake(struct nbd_client_state *s)
 {
     uint64_t one = 1;
     if (write(s->wake_fd, &one, sizeof(one)) < 0) {
-        /* the counter is already non-zero: the poller will wake anyway */
+        /* the counter is already non-zero: the watchdog will wake anyway */
     }
 }
 
@@ -315,7 +319,7 @@ static int nbd_client_batch_start(struct nbd_client_state *s,
         s->batches->pprev = &b->next;
     }
     s->batches = b;
-    /* The poller must know of a deadline earlier than the one it sleeps
+    /* The watchdog must know of a deadline earlier than the one it sleeps
      * until (with one timeout for all, only when it sleeps without one). */
     bool wake = b->deadline && (!s->poll_deadline || b->deadline < s->poll_deadline);
     if (wake) {
@@ -347,30 +351,6 @@ static void nbd_client_batch_fail(struct nbd_client_batch *b)
     pthread_mutex_unlock(&b->s->mu);
 }
 
-/* Wait for every command of the batch; returns 0 or -errno. */
-static int nbd_client_batch_wait(struct nbd_client_batch *b)
-{
-    struct nbd_client_state *s = b->s;
-    /* libnbd sends a command from the caller's thread while the socket
-     * takes it; what is left is the poller's to send, and it may be
-     * asleep waiting only for replies. */
-    if (nbd_aio_get_direction(s->h) & LIBNBD_AIO_DIRECTION_WRITE) {
-        nbd_client_wake(s);
-    }
-    pthread_mutex_lock(&s->mu);
-    while (b->pending) {
-        pthread_cond_wait(&b->cond, &s->mu);
-    }
-    *b->pprev = b->next;
-    if (b->next) {
-        b->next->pprev = b->pprev;
-    }
-    int ret = b->timed_out ? -ETIMEDOUT : b->err ? nbd_client_errno_map(b->err) : 0;
-    pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&b->cond);
-    return ret;
-}
-
 /* Poll events for libnbd's socket in its current direction. */
 static short nbd_client_events(struct nbd_handle *h)
 {
@@ -396,17 +376,123 @@ static void nbd_client_notify(struct nbd_handle *h, short revents)
     }
 }
 
-/*
- * The poller: drives the socket for every caller, and gives up on the
- * connection when a batch is overdue (the server stopped answering but
- * kept the socket open): the overdue batches fail with ETIMEDOUT, the
- * socket is shut down, and libnbd then fails everything else in flight.
- */
-static void *nbd_client_poll_thread(void *opaque)
+static void nbd_client_drain(int fd)
 {
-    struct bdrv_node *bs = opaque;
-    struct nbd_client_state *s = bs->opaque;
-    bool said_gone = false;
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) < 0) {
+        /* nothing to drain */
+    }
+}
+
+/* The connection is gone (libnbd failed every command in flight). */
+static void nbd_client_gone(struct nbd_client_state *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->dead = true;
+    bool say = !s->said_gone && !s->closing;
+    s->said_gone = true;
+    pthread_mutex_unlock(&s->mu);
+    if (say) {
+        log_warn("NBD server %s closed the connection; requests on it fail",
+                 s->bs->filename);
+    }
+}
+
+/*
+ * Drive the socket for every caller until batch b is complete: send what
+ * libnbd has queued, read replies (their callbacks complete other
+ * callers' batches too). Only the leader does this, so a reply wakes one
+ * thread, the one that then needs it most often. An overdue request
+ * ends it through the watchdog, which shuts the socket down.
+ */
+static void nbd_client_lead(struct nbd_client_state *s, struct nbd_client_batch *b)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool done = b->pending == 0;
+        pthread_mutex_unlock(&s->mu);
+        if (done) {
+            return;
+        }
+        struct pollfd pfd[2] = {
+            { .fd = s->kick_fd, .events = POLLIN },
+            { .fd = nbd_aio_get_fd(s->h) },
+        };
+        if (pfd[1].fd >= 0) {
+            pfd[1].events = nbd_client_events(s->h);
+        }
+        /* Without a socket libnbd has already failed every command; the
+         * timeout only guards against waiting on a count gone wrong. */
+        if (poll(pfd, 2, pfd[1].fd >= 0 ? -1 : 100) < 0) {
+            continue;   /* EINTR */
+        }
+        if (pfd[0].revents & POLLIN) {
+            nbd_client_drain(s->kick_fd);
+        }
+        if (pfd[1].fd >= 0 && pfd[1].revents) {
+            nbd_client_notify(s->h, pfd[1].revents);
+        }
+        if (nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h)) {
+            nbd_client_gone(s);
+        }
+    }
+}
+
+/*
+ * Wait for every command of the batch; returns 0 or -errno. One waiting
+ * caller at a time leads (drives the socket); the others sleep until
+ * their batch completes or the lead is handed to them.
+ */
+static int nbd_client_batch_wait(struct nbd_client_batch *b)
+{
+    struct nbd_client_state *s = b->s;
+    /* libnbd sends a command from the caller's thread while the socket
+     * takes it; what is left is the leader's to send, and it may be
+     * waiting for replies only. */
+    if (nbd_aio_get_direction(s->h) & LIBNBD_AIO_DIRECTION_WRITE) {
+        uint64_t one = 1;
+        if (write(s->kick_fd, &one, sizeof(one)) < 0) {
+            /* already kicked */
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    while (b->pending) {
+        if (!s->leading) {
+            s->leading = true;
+            pthread_mutex_unlock(&s->mu);
+            nbd_client_lead(s, b);
+            pthread_mutex_lock(&s->mu);
+            s->leading = false;
+            /* Hand the lead to a caller still waiting. */
+            for (struct nbd_client_batch *o = s->batches; o; o = o->next) {
+                if (o != b && o->pending) {
+                    pthread_cond_signal(&o->cond);
+                    break;
+                }
+            }
+            continue;
+        }
+        pthread_cond_wait(&b->cond, &s->mu);
+    }
+    *b->pprev = b->next;
+    if (b->next) {
+        b->next->pprev = b->pprev;
+    }
+    int ret = b->timed_out ? -ETIMEDOUT : b->err ? nbd_client_errno_map(b->err) : 0;
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&b->cond);
+    return ret;
+}
+
+/*
+ * The watchdog: gives up on the connection when a batch is overdue (the
+ * server stopped answering but kept the socket open): the overdue batches
+ * fail with ETIMEDOUT, the socket is shut down, and libnbd then fails
+ * everything else in flight when the leader reads the end of it.
+ */
+static void *nbd_client_watchdog(void *opaque)
+{
+    struct nbd_client_state *s = opaque;
 
     for (;;) {
         bool expired = false;
@@ -430,54 +516,27 @@ static void *nbd_client_poll_thread(void *opaque)
         bool kill = expired && !s->dead;
         if (kill) {
             s->dead = true;
+            s->said_gone = true;
         }
         s->poll_deadline = next;
         pthread_mutex_unlock(&s->mu);
         if (kill) {
             log_error("NBD server %s did not answer within %.3g s; connection "
-                      "dropped, requests on it fail", bs->filename,
+                      "dropped, requests on it fail", s->bs->filename,
                       (double)s->timeout_ns / 1e9);
-            said_gone = true;
             int fd = nbd_aio_get_fd(s->h);
             if (fd >= 0) {
                 shutdown(fd, SHUT_RDWR);
             }
         }
-
-        struct pollfd pfd[2] = {
-            { .fd = s->wake_fd, .events = POLLIN },
-            { .fd = nbd_aio_get_fd(s->h), .events = 0 },
-        };
-        if (pfd[1].fd >= 0) {
-            pfd[1].events = nbd_client_events(s->h);
-        }
+        struct pollfd pfd = { .fd = s->wake_fd, .events = POLLIN };
         int timeout_ms = -1;
         if (next) {
             uint64_t left = next > now ? next - now : 0;
             timeout_ms = (int)MIN(left / 1000000 + 1, (uint64_t)INT32_MAX);
         }
-        if (poll(pfd, 2, timeout_ms) < 0) {
-            continue;   /* EINTR */
-        }
-        if (pfd[0].revents & POLLIN) {
-            uint64_t v;
-            if (read(s->wake_fd, &v, sizeof(v)) < 0) {
-                /* nothing to drain */
-            }
-        }
-        if (pfd[1].fd >= 0 && pfd[1].revents) {
-            nbd_client_notify(s->h, pfd[1].revents);
-        }
-        if (nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h)) {
-            pthread_mutex_lock(&s->mu);
-            s->dead = true;
-            bool closing = s->closing;
-            pthread_mutex_unlock(&s->mu);
-            if (!said_gone && !closing) {
-                log_warn("NBD server %s closed the connection; requests on it fail",
-                         bs->filename);
-                said_gone = true;
-            }
+        if (poll(&pfd, 1, timeout_ms) > 0) {
+            nbd_client_drain(s->wake_fd);
         }
     }
     return NULL;
@@ -536,35 +595,35 @@ static int nbd_client_handshake(struct nbd_client_state *s, const char *name,
     return 0;
 }
 
-static int nbd_client_start_poller(struct bdrv_node *bs, struct error **errp)
+static int nbd_client_start_watchdog(struct bdrv_node *bs, struct error **errp)
 {
     struct nbd_client_state *s = bs->opaque;
     sigset_t all, old;
     sigfillset(&all);
     /* Signals belong to the program's own threads. */
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&s->poller, NULL, nbd_client_poll_thread, bs);
+    int e = pthread_create(&s->watchdog, NULL, nbd_client_watchdog, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e) {
-        error_setg(errp, "'%s': cannot start the NBD poller thread: %s",
+        error_setg(errp, "'%s': cannot start the NBD watchdog thread: %s",
                    bs->filename, strerror(e));
         return -e;
     }
-    s->poller_running = true;
+    s->watchdog_running = true;
     return 0;
 }
 
-static void nbd_client_stop_poller(struct nbd_client_state *s)
+static void nbd_client_stop_watchdog(struct nbd_client_state *s)
 {
-    if (!s->poller_running) {
+    if (!s->watchdog_running) {
         return;
     }
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_mutex_unlock(&s->mu);
     nbd_client_wake(s);
-    pthread_join(s->poller, NULL);
-    s->poller_running = false;
+    pthread_join(s->watchdog, NULL);
+    s->watchdog_running = false;
 }
 
 static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
@@ -582,11 +641,13 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
     if (ret < 0) {
         return ret;
     }
+    s->bs = bs;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->wake_fd < 0) {
+    s->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0 || s->kick_fd < 0) {
         ret = -errno;
         error_setg_errno(errp, -ret, "'%s': eventfd", uri);
-        goto out_uri;
+        goto out_fds;
     }
     pthread_mutex_init(&s->mu, NULL);
     s->h = nbd_create();
@@ -645,7 +706,7 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
     if (minb > 1 && minb <= 65536 && !(minb & (minb - 1))) {
         bs->request_alignment = (uint32_t)minb;
     }
-    ret = nbd_client_start_poller(bs, errp);
+    ret = nbd_client_start_watchdog(bs, errp);
     if (ret < 0) {
         goto out_close;
     }
@@ -656,8 +717,13 @@ out_close:
     s->h = NULL;
 out_mutex:
     pthread_mutex_destroy(&s->mu);
-    close(s->wake_fd);
-out_uri:
+out_fds:
+    if (s->wake_fd >= 0) {
+        close(s->wake_fd);
+    }
+    if (s->kick_fd >= 0) {
+        close(s->kick_fd);
+    }
     free(uri);
     return ret;
 }
@@ -677,11 +743,12 @@ static void nbd_client_close(struct bdrv_node *bs)
          * answering must not hold up the close. */
         nbd_aio_disconnect(s->h, 0);
     }
-    nbd_client_stop_poller(s);
+    nbd_client_stop_watchdog(s);
     nbd_close(s->h);
     s->h = NULL;
     pthread_mutex_destroy(&s->mu);
     close(s->wake_fd);
+    close(s->kick_fd);
 }
 
 /* Reads and writes: one command per chunk, all in flight together. */
@@ -810,7 +877,7 @@ struct nbd_client_extent {
     bool got;
 };
 
-/* Runs on the poller thread; the caller reads the result only after the
+/* Runs on the leading caller's thread; the caller reads the result only after the
  * batch's last free callback (under the node's mu). */
 static int nbd_client_extent_cb(void *opaque, const char *meta, uint64_t offset,
                                 uint32_t *entries, size_t nr, int *error)
@@ -871,8 +938,8 @@ const struct bdrv_ops bdrv_nbd_ops = {
     .name = "nbd",
     .state_size = sizeof(struct nbd_client_state),
     .is_protocol = true,
-    /* callers issue libnbd aio commands concurrently; the poller thread
-     * completes them */
+    /* callers issue libnbd aio commands concurrently and drive the socket
+     * in turn */
     .thread_safe = true,
     .open = nbd_client_open,
     .close = nbd_client_close,
