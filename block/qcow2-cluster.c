@@ -194,95 +194,9 @@ static uint8_t *l2_table_ex(struct qcow2_state *s, uint64_t i, uint64_t *l2_off,
     return qcow2_cache_get(s, &s->l2_cache, off, ret);
 }
 
-static uint8_t *l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int *ret)
+uint8_t *qcow2_l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int *ret)
 {
     return l2_table_ex(s, i, l2_off, ret, false);
-}
-
-/*
- * What subcluster `sc` of an extended entry reads as: NORMAL (from the
- * host cluster), ZERO_PLAIN or UNALLOCATED (backing, else zeroes).
- */
-static enum qcow2_ctype sc_state(uint64_t bm, unsigned sc)
-{
-    if (bm & (1ull << sc)) {
-        return QCOW2_C_NORMAL;
-    }
-    return (bm & (1ull << (32 + sc))) ? QCOW2_C_ZERO_PLAIN : QCOW2_C_UNALLOCATED;
-}
-
-/* An extended entry the format forbids: -EIO (and the corrupt bit). */
-static int check_ext_entry(struct qcow2_state *s, uint64_t e, uint64_t bm)
-{
-    enum qcow2_ctype ty = qcow2_classify(s, e);
-    uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
-    if (ty == QCOW2_C_COMPRESSED) {
-        return 0;   /* its bitmap is reserved: ignored */
-    }
-    if (host & s->cluster_mask) {
-        qcow2_signal_corruption(s, "cluster offset %#" PRIx64 " is not cluster aligned", host);
-        return -EIO;
-    }
-    if (!host && (bm & QCOW2_BM_ALLOC_ALL)) {
-        qcow2_signal_corruption(s, "subcluster allocation bitmap %#" PRIx64 " set for an "
-                                "unallocated cluster", bm);
-        return -EIO;
-    }
-    if (bm & (bm >> 32) & QCOW2_BM_ALLOC_ALL) {
-        qcow2_signal_corruption(s, "subcluster allocation bitmap %#" PRIx64 " has "
-                                "subclusters both allocated and zero", bm);
-        return -EIO;
-    }
-    return 0;
-}
-
-/*
- * get_mapping_ex for extended L2 entries: a run of subclusters in the
- * same state; it continues into following entries whose subclusters are
- * all in that state (and, for data, contiguous on the host).
- */
-static int get_mapping_sc(struct qcow2_state *s, const uint8_t *t, uint64_t l2_index,
-                          uint64_t max_cl, uint64_t off, uint64_t bytes,
-                          enum qcow2_ctype *type, uint64_t *l2e_out, uint64_t *pn)
-{
-    uint64_t in = off & s->cluster_mask;
-    uint64_t e0 = qcow2_l2_get(s, t, l2_index), bm0 = qcow2_l2_bitmap(s, t, l2_index);
-    int ret = check_ext_entry(s, e0, bm0);
-    if (ret < 0) {
-        return ret;
-    }
-    *l2e_out = e0;
-    if (qcow2_classify(s, e0) == QCOW2_C_COMPRESSED) {
-        *type = QCOW2_C_COMPRESSED;
-        *pn = MIN(bytes, s->cluster_size - in);
-        return 0;
-    }
-    unsigned sc = (unsigned)(in >> s->sc_bits), j = sc + 1;
-    enum qcow2_ctype st = sc_state(bm0, sc);
-    while (j < QCOW2_SUBCLUSTERS && sc_state(bm0, j) == st) {
-        j++;
-    }
-    *type = st;
-    uint64_t len = ((uint64_t)j << s->sc_bits) - in;
-    if (j == QCOW2_SUBCLUSTERS) {
-        uint64_t h0 = e0 & QCOW2_L2E_OFFSET_MASK;
-        uint64_t all = st == QCOW2_C_NORMAL ? QCOW2_BM_ALLOC_ALL :
-                       st == QCOW2_C_ZERO_PLAIN ? QCOW2_BM_ZERO_ALL : 0;
-        for (uint64_t i = 1; i < max_cl && len < bytes; i++) {
-            uint64_t e = qcow2_l2_get(s, t, l2_index + i);
-            uint64_t bm = qcow2_l2_bitmap(s, t, l2_index + i);
-            if (qcow2_classify(s, e) == QCOW2_C_COMPRESSED || bm != all ||
-                check_ext_entry(s, e, bm) < 0 ||
-                (st == QCOW2_C_NORMAL &&
-                 ((e & QCOW2_L2E_OFFSET_MASK) != h0 + (i << s->cluster_bits) ||
-                  ((e ^ e0) & QCOW2_OFLAG_COPIED)))) {
-                break;
-            }
-            len += s->cluster_size;
-        }
-    }
-    *pn = MIN(bytes, len);
-    return 0;
 }
 
 /*
@@ -312,7 +226,7 @@ static int get_mapping_ex(struct qcow2_state *s, uint64_t off, uint64_t bytes,
         return 0;
     }
     if (s->ext_l2) {
-        return get_mapping_sc(s, t, l2_index, max_cl, off, bytes, type, l2e_out, pn);
+        return qcow2_get_mapping_sc(s, t, l2_index, max_cl, off, bytes, type, l2e_out, pn);
     }
     uint64_t e0 = qcow2_be64(t + l2_index * 8);
     enum qcow2_ctype t0 = qcow2_classify(s, e0);
@@ -348,10 +262,9 @@ static int get_mapping(struct qcow2_state *s, uint64_t off, uint64_t bytes,
 /* Reads                                                               */
 /* ------------------------------------------------------------------ */
 
-#define IOV_STACK 32
 
 /* The part [off, off+len) of an iovec array, into out[] (at most max). */
-static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
+int qcow2_iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
                      struct iovec *out, int max)
 {
     int n = 0;
@@ -375,7 +288,7 @@ static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len
 
 /* Run `fn` on a sub-iovec, spilling to the heap only for huge vectors. */
 struct slice {
-    struct iovec stack[IOV_STACK];
+    struct iovec stack[QCOW2_IOV_STACK];
     struct iovec *v;
     int n;
 };
@@ -383,13 +296,13 @@ static int slice_make(struct slice *sl, const struct iovec *iov, int iovcnt,
                       size_t off, size_t len)
 {
     sl->v = sl->stack;
-    sl->n = iov_slice(iov, iovcnt, off, len, sl->stack, IOV_STACK);
+    sl->n = qcow2_iov_slice(iov, iovcnt, off, len, sl->stack, QCOW2_IOV_STACK);
     if (sl->n < 0) {
         sl->v = malloc(sizeof(struct iovec) * (size_t)iovcnt);
         if (!sl->v) {
             return -ENOMEM;
         }
-        sl->n = iov_slice(iov, iovcnt, off, len, sl->v, iovcnt);
+        sl->n = qcow2_iov_slice(iov, iovcnt, off, len, sl->v, iovcnt);
     }
     return 0;
 }
@@ -444,7 +357,7 @@ static int decompress(struct qcow2_state *s, const uint8_t *in, size_t in_len,
 }
 
 /* The whole guest cluster behind compressed entry `l2e`, into `out`. */
-static int read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out)
+int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out)
 {
     uint64_t coff = l2e & s->coffset_mask;
     uint64_t nsec = ((l2e >> s->csize_shift) & s->csize_mask) + 1;
@@ -473,7 +386,7 @@ static int read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out)
 }
 
 /* Guest bytes [off, off+len) from the backing chain; zeroes past its end. */
-static int read_backing(struct bdrv_node *bs, uint64_t off, uint64_t len,
+int qcow2_read_backing(struct bdrv_node *bs, uint64_t off, uint64_t len,
                         const struct iovec *iov, int iovcnt, size_t iov_off)
 {
     uint64_t have = 0;
@@ -565,14 +478,14 @@ int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
             iov_memset(iov, iovcnt, done, 0, n);
             break;
         case QCOW2_C_UNALLOCATED:
-            ret = read_backing(bs, cur, n, iov, iovcnt, done);
+            ret = qcow2_read_backing(bs, cur, n, iov, iovcnt, done);
             break;
         case QCOW2_C_COMPRESSED:
             if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
                 ret = -ENOMEM;
                 break;
             }
-            ret = read_compressed(s, l2e, cbuf);
+            ret = qcow2_read_compressed(s, l2e, cbuf);
             if (ret == 0) {
                 iov_from_buf(iov, iovcnt, done, cbuf + (cur & s->cluster_mask), n);
             }
@@ -745,7 +658,7 @@ static int preadv_nowait_locked(struct bdrv_node *bs, uint64_t offset, uint64_t 
 /* ------------------------------------------------------------------ */
 
 /* Write L2 entry `index` (and with extended entries its bitmap `bm`). */
-static int write_l2_entry_bm(struct qcow2_state *s, uint64_t l2_off, uint8_t *table,
+int qcow2_write_l2_entry_bm(struct qcow2_state *s, uint64_t l2_off, uint8_t *table,
                              uint64_t index, uint64_t e, uint64_t bm)
 {
     uint8_t b[16];
@@ -763,7 +676,7 @@ static int write_l2_entry_bm(struct qcow2_state *s, uint64_t l2_off, uint8_t *ta
 static int write_l2_entry(struct qcow2_state *s, uint64_t l2_off, uint8_t *table,
                           uint64_t index, uint64_t e)
 {
-    return write_l2_entry_bm(s, l2_off, table, index, e,
+    return qcow2_write_l2_entry_bm(s, l2_off, table, index, e,
                              s->ext_l2 && e ? QCOW2_BM_ALLOC_ALL : 0);
 }
 
@@ -789,7 +702,7 @@ static int free_l2e(struct qcow2_state *s, uint64_t l2e)
 
 /* Free the cluster(s) behind a replaced entry later, once no transfer
  * holding io_lock shared can still use them. */
-static int add_pending(struct qcow2_state *s, uint64_t l2e)
+int qcow2_add_pending(struct qcow2_state *s, uint64_t l2e)
 {
     if (s->nb_pending == s->cap_pending) {
         unsigned cap = s->cap_pending ? s->cap_pending * 2 : 64;
@@ -808,18 +721,18 @@ static int add_pending(struct qcow2_state *s, uint64_t l2e)
  * A writable (COPIED) L2 table for l1 index `i`: allocates a new one or
  * copies a shared one, then points the L1 entry at it. Caller holds lock.
  */
-static uint8_t *l2_table_for_write(struct qcow2_state *s, uint64_t i,
+uint8_t *qcow2_l2_table_for_write(struct qcow2_state *s, uint64_t i,
                                    uint64_t *l2_off, int *ret)
 {
     uint64_t l1e = s->l1[i];
     uint64_t old = l1e & QCOW2_L1E_OFFSET_MASK;
     if (old && (l1e & QCOW2_OFLAG_COPIED)) {
-        return l2_table(s, i, l2_off, ret);
+        return qcow2_l2_table(s, i, l2_off, ret);
     }
     uint8_t *src = s->zero_cluster;
     if (old) {
         uint64_t o;
-        src = l2_table(s, i, &o, ret);
+        src = qcow2_l2_table(s, i, &o, ret);
         if (!src) {
             return NULL;
         }
@@ -890,7 +803,7 @@ static int data_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     uint64_t l2_off;
     int ret;
 
-    uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+    uint8_t *t = qcow2_l2_table_for_write(s, l1_index, &l2_off, &ret);
     if (!t) {
         return ret;
     }
@@ -915,12 +828,12 @@ static int data_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
         }
         fill = src ? src : s->zero_cluster;
     }
-    struct iovec v[IOV_STACK + 2];
+    struct iovec v[QCOW2_IOV_STACK + 2];
     int cnt = 0;
     if (head) {
         v[cnt++] = (struct iovec){ (void *)fill, head };
     }
-    int m = iov_slice(iov, iovcnt, iov_off, n, v + cnt, IOV_STACK);
+    int m = qcow2_iov_slice(iov, iovcnt, iov_off, n, v + cnt, QCOW2_IOV_STACK);
     if (m < 0) {
         uint8_t *g = malloc(head + n + tail);
         if (!g) {
@@ -963,7 +876,7 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     if (s->data) {
         return data_write(bs, cur, n, iov, iovcnt, iov_off);
     }
-    uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+    uint8_t *t = qcow2_l2_table_for_write(s, l1_index, &l2_off, &ret);
     if (!t) {
         return ret;
     }
@@ -1006,7 +919,7 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
         case QCOW2_C_UNALLOCATED:
             if (bs->backing) {
                 struct iovec v = { s->cow_buf, s->cluster_size };
-                ret = read_backing(bs, start, MIN(s->cluster_size, s->size - start),
+                ret = qcow2_read_backing(bs, start, MIN(s->cluster_size, s->size - start),
                                    &v, 1, 0);
                 if (ret < 0) {
                     return ret;
@@ -1029,7 +942,7 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
             fill_zero = false;
             break;
         case QCOW2_C_COMPRESSED:
-            ret = read_compressed(s, l2e, s->cow_buf);
+            ret = qcow2_read_compressed(s, l2e, s->cow_buf);
             if (ret < 0) {
                 return ret;
             }
@@ -1042,7 +955,7 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     }
 
     /* Data (and copy-on-write areas) first ... */
-    struct iovec v[IOV_STACK + 2];
+    struct iovec v[QCOW2_IOV_STACK + 2];
     int cnt = 0;
     uint64_t wstart = host + head;
     if (head && !(fill_zero && fresh)) {
@@ -1051,7 +964,7 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
         cnt++;
         wstart = host;
     }
-    int m = iov_slice(iov, iovcnt, iov_off, n, v + cnt, IOV_STACK);
+    int m = qcow2_iov_slice(iov, iovcnt, iov_off, n, v + cnt, QCOW2_IOV_STACK);
     if (m < 0) {
         /* Too many pieces: gather them into the copy buffer's image. */
         uint8_t *b = malloc(s->cluster_size);
@@ -1083,7 +996,7 @@ static int alloc_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
      * holding io_lock shared may still be using it). */
     if (!reuse && (type == QCOW2_C_NORMAL || type == QCOW2_C_COMPRESSED ||
                    type == QCOW2_C_ZERO_ALLOC)) {
-        return add_pending(s, l2e);
+        return qcow2_add_pending(s, l2e);
     }
     return 0;
 }
@@ -1103,7 +1016,7 @@ static const uint8_t *cow_source(struct bdrv_node *bs, enum qcow2_ctype type,
     }
     uint64_t have = MIN(s->cluster_size, s->size - start);
     struct iovec v = { buf, have };
-    *ret = read_backing(bs, start, have, &v, 1, 0);
+    *ret = qcow2_read_backing(bs, start, have, &v, 1, 0);
     if (have < s->cluster_size) {
         memset(buf + have, 0, s->cluster_size - have);
     }
@@ -1133,7 +1046,7 @@ static int64_t alloc_write_run(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     if (ncl < 2 || s->ext_l2 || s->data) {
         return 0;
     }
-    uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+    uint8_t *t = qcow2_l2_table_for_write(s, l1_index, &l2_off, &ret);
     if (!t) {
         return ret;
     }
@@ -1182,14 +1095,14 @@ static int64_t alloc_write_run(struct bdrv_node *bs, uint64_t cur, uint64_t n,
             return ret;
         }
     }
-    struct iovec v[IOV_STACK + 2];
+    struct iovec v[QCOW2_IOV_STACK + 2];
     int cnt = 0;
     uint64_t wstart = host + head;
     if (head && (hsrc || !fresh)) {
         v[cnt++] = (struct iovec){ (void *)(hsrc ? hsrc : s->zero_cluster), head };
         wstart = host;
     }
-    int m = iov_slice(iov, iovcnt, iov_off, wlen, v + cnt, IOV_STACK);
+    int m = qcow2_iov_slice(iov, iovcnt, iov_off, wlen, v + cnt, QCOW2_IOV_STACK);
     if (m < 0) {
         s->pool_next -= k;  /* too many pieces: one cluster at a time */
         return 0;
@@ -1213,155 +1126,6 @@ static int64_t alloc_write_run(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     }
     memcpy(t + l2_index * 8, s->l2_batch, k * 8);
     return (int64_t)wlen;
-}
-
-/*
- * Extended L2: what guest [start+a, start+b) of the cluster whose entry is
- * (e, bm) reads as, into `buf` (subclusters not allocated: zeroes or the
- * backing chain; allocated ones: the host cluster). Caller holds the lock.
- */
-static int sc_fill(struct bdrv_node *bs, uint64_t start, uint64_t e, uint64_t bm,
-                   uint64_t a, uint64_t b, uint8_t *buf)
-{
-    struct qcow2_state *s = bs->opaque;
-    while (a < b) {
-        unsigned sc = (unsigned)(a >> s->sc_bits);
-        enum qcow2_ctype st = sc_state(bm, sc);
-        uint64_t n = MIN(b, (uint64_t)(sc + 1) << s->sc_bits) - a;
-        int ret = 0;
-        if (st == QCOW2_C_NORMAL) {
-            ret = bdrv_pread(s->file, (e & QCOW2_L2E_OFFSET_MASK) + a, buf, n);
-        } else if (st == QCOW2_C_ZERO_PLAIN || !bs->backing || start + a >= s->size) {
-            memset(buf, 0, n);
-        } else {
-            uint64_t have = MIN(n, s->size - (start + a));
-            struct iovec v = { buf, have };
-            ret = read_backing(bs, start + a, have, &v, 1, 0);
-            memset(buf + have, 0, n - have);
-        }
-        if (ret < 0) {
-            return ret;
-        }
-        buf += n;
-        a += n;
-    }
-    return 0;
-}
-
-/*
- * Write [cur, cur+n) (inside one cluster) of an image with extended L2
- * entries, unless it is an in-place write to allocated subclusters. A
- * cluster that is ours alone (or none yet) gets only the subclusters
- * written, each partly written one completed from what it read as
- * before; a shared or compressed cluster is copied whole. Data first,
- * then the entry. Caller holds the lock.
- */
-static int ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
-                     const struct iovec *iov, int iovcnt, size_t iov_off)
-{
-    struct qcow2_state *s = bs->opaque;
-    uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
-    uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
-    uint64_t start = cur & ~s->cluster_mask, in = cur - start;
-    uint64_t l2_off, rc = 0;
-    int ret;
-
-    uint8_t *t = l2_table_for_write(s, l1_index, &l2_off, &ret);
-    if (!t) {
-        return ret;
-    }
-    uint64_t e = qcow2_l2_get(s, t, l2_index), bm = qcow2_l2_bitmap(s, t, l2_index);
-    ret = check_ext_entry(s, e, bm);
-    if (ret < 0) {
-        return ret;
-    }
-    enum qcow2_ctype ty = qcow2_classify(s, e);
-    uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
-    bool owned = ty == QCOW2_C_NORMAL && (e & QCOW2_OFLAG_COPIED) &&
-                 qcow2_get_refcount(s, host >> s->cluster_bits, &rc) == 0 && rc == 1;
-
-    if (owned || ty == QCOW2_C_UNALLOCATED) {
-        unsigned sc0 = (unsigned)(in >> s->sc_bits);
-        unsigned sc1 = (unsigned)((in + n - 1) >> s->sc_bits);
-        uint64_t a = (uint64_t)sc0 << s->sc_bits, b = (uint64_t)(sc1 + 1) << s->sc_bits;
-        uint64_t head = (bm >> sc0) & 1 ? 0 : in - a;
-        uint64_t tail = (bm >> sc1) & 1 ? 0 : b - in - n;
-        if (!owned) {
-            bool fresh;
-            int64_t h = qcow2_alloc_cluster(s, &fresh);
-            if (h < 0) {
-                return (int)h;
-            }
-            host = (uint64_t)h;
-        }
-        if (head && (ret = sc_fill(bs, start, e, bm, in - head, in, s->cow_buf)) < 0) {
-            return ret;
-        }
-        if (tail && (ret = sc_fill(bs, start, e, bm, in + n, in + n + tail,
-                                   s->cow_buf2)) < 0) {
-            return ret;
-        }
-        struct iovec v[IOV_STACK + 2];
-        int cnt = 0;
-        if (head) {
-            v[cnt++] = (struct iovec){ s->cow_buf, head };
-        }
-        int m = iov_slice(iov, iovcnt, iov_off, n, v + cnt, IOV_STACK);
-        if (m < 0) {
-            /* Too many pieces: gather them behind the head. */
-            uint8_t *g = malloc(head + n + tail);
-            if (!g) {
-                return -ENOMEM;
-            }
-            memcpy(g, s->cow_buf, head);
-            iov_to_buf(iov, iovcnt, iov_off, g + head, n);
-            memcpy(g + head + n, s->cow_buf2, tail);
-            ret = bdrv_pwrite(s->file, host + in - head, g, head + n + tail, 0);
-            free(g);
-        } else {
-            cnt += m;
-            if (tail) {
-                v[cnt++] = (struct iovec){ s->cow_buf2, tail };
-            }
-            ret = bdrv_pwritev(s->file, host + in - head, v, cnt, 0);
-        }
-        if (ret < 0) {
-            return ret;
-        }
-        uint64_t touched = qcow2_sc_mask(sc0, sc1 - sc0 + 1);
-        uint64_t nbm = (bm | touched) & ~(touched << 32);
-        uint64_t ne = host | QCOW2_OFLAG_COPIED;
-        if (ne == e && nbm == bm) {
-            return 0;
-        }
-        return write_l2_entry_bm(s, l2_off, t, l2_index, ne, nbm);
-    }
-
-    /* Shared or compressed: a new cluster with everything in it. */
-    if (ty == QCOW2_C_COMPRESSED) {
-        ret = read_compressed(s, e, s->cow_buf);
-    } else {
-        ret = sc_fill(bs, start, e, bm, 0, s->cluster_size, s->cow_buf);
-    }
-    if (ret < 0) {
-        return ret;
-    }
-    iov_to_buf(iov, iovcnt, iov_off, s->cow_buf + in, n);
-    bool fresh;
-    int64_t h = qcow2_alloc_cluster(s, &fresh);
-    if (h < 0) {
-        return (int)h;
-    }
-    ret = bdrv_pwrite(s->file, (uint64_t)h, s->cow_buf, s->cluster_size, 0);
-    if (ret < 0) {
-        return ret;
-    }
-    ret = write_l2_entry_bm(s, l2_off, t, l2_index, (uint64_t)h | QCOW2_OFLAG_COPIED,
-                            QCOW2_BM_ALLOC_ALL);
-    if (ret < 0) {
-        return ret;
-    }
-    return add_pending(s, e);
 }
 
 void qcow2_reclaim(struct qcow2_state *s)
@@ -1448,7 +1212,7 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
             }
             if (ret == 0 && !batched) {
                 n = MIN(bytes - done, s->cluster_size - (cur & s->cluster_mask));
-                ret = s->ext_l2 ? ext_write(bs, cur, n, iov, iovcnt, done)
+                ret = s->ext_l2 ? qcow2_ext_write(bs, cur, n, iov, iovcnt, done)
                                 : alloc_write(bs, cur, n, iov, iovcnt, done);
             }
             pthread_mutex_unlock(&bs->lock);
@@ -1480,9 +1244,8 @@ int qcow2_co_pwritev(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
  * CHANGE_DISCARD deallocates (leaving a zero flag over a backing file in
  * v3), CHANGE_EMPTY deallocates. Caller holds the lock.
  */
-enum change_mode { CHANGE_ZERO, CHANGE_DISCARD, CHANGE_EMPTY };
 
-static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+int qcow2_change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                            enum change_mode mode, bool unmap)
 {
     struct qcow2_state *s = bs->opaque;
@@ -1492,7 +1255,7 @@ static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
         uint64_t l2_off;
         int ret;
 
-        uint8_t *t = l2_table(s, l1_index, &l2_off, &ret);
+        uint8_t *t = qcow2_l2_table(s, l1_index, &l2_off, &ret);
         if (ret < 0) {
             return ret;
         }
@@ -1537,11 +1300,11 @@ static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
         if (e == old && bm == obm) {
             continue;
         }
-        t = l2_table_for_write(s, l1_index, &l2_off, &ret);
+        t = qcow2_l2_table_for_write(s, l1_index, &l2_off, &ret);
         if (!t) {
             return ret;
         }
-        ret = write_l2_entry_bm(s, l2_off, t, l2_index, e, bm);
+        ret = qcow2_write_l2_entry_bm(s, l2_off, t, l2_index, e, bm);
         if (ret < 0) {
             return ret;
         }
@@ -1556,7 +1319,7 @@ static int change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
     return 0;
 }
 
-static int write_zero_buffers(struct bdrv_node *bs, uint64_t from, uint64_t to)
+int qcow2_write_zero_buffers(struct bdrv_node *bs, uint64_t from, uint64_t to)
 {
     struct qcow2_state *s = bs->opaque;
     while (from < to) {
@@ -1568,97 +1331,6 @@ static int write_zero_buffers(struct bdrv_node *bs, uint64_t from, uint64_t to)
         from += v.iov_len;
     }
     return 0;
-}
-
-/*
- * Extended L2: the whole subclusters of [cur, cur+n) (inside one cluster)
- * read as zeroes by their zero bits. 1 when the cluster is shared or
- * compressed (the caller writes zeroes instead). Caller holds the lock.
- */
-static int ext_zero_subclusters(struct bdrv_node *bs, uint64_t cur, uint64_t n)
-{
-    struct qcow2_state *s = bs->opaque;
-    uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
-    uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
-    uint64_t in = cur & s->cluster_mask, l2_off, rc = 0;
-    int ret;
-
-    uint8_t *t = l2_table(s, l1_index, &l2_off, &ret);
-    if (ret < 0) {
-        return ret;
-    }
-    uint64_t e = t ? qcow2_l2_get(s, t, l2_index) : 0;
-    uint64_t bm = t ? qcow2_l2_bitmap(s, t, l2_index) : 0;
-    if ((ret = check_ext_entry(s, e, bm)) < 0) {
-        return ret;
-    }
-    enum qcow2_ctype ty = qcow2_classify(s, e);
-    if (ty == QCOW2_C_COMPRESSED ||
-        (ty == QCOW2_C_NORMAL &&
-         !((e & QCOW2_OFLAG_COPIED) &&
-           qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits, &rc) == 0 &&
-           rc == 1))) {
-        return 1;
-    }
-    unsigned sc0 = (unsigned)(in >> s->sc_bits);
-    uint64_t m = qcow2_sc_mask(sc0, (unsigned)(n >> s->sc_bits));
-    uint64_t nbm = (bm & ~m) | (m << 32);
-    if (nbm == bm || (ty == QCOW2_C_UNALLOCATED && !bs->backing && !(bm & QCOW2_BM_ALLOC_ALL))) {
-        return 0;   /* reads as zeroes already */
-    }
-    t = l2_table_for_write(s, l1_index, &l2_off, &ret);
-    if (!t) {
-        return ret;
-    }
-    return write_l2_entry_bm(s, l2_off, t, l2_index, qcow2_l2_get(s, t, l2_index), nbm);
-}
-
-/* qcow2_co_pwrite_zeroes with extended L2 entries: down to subclusters. */
-static int ext_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t end,
-                             unsigned flags)
-{
-    struct qcow2_state *s = bs->opaque;
-    uint64_t sc_mask = (1ull << s->sc_bits) - 1;
-    uint64_t a = (offset + sc_mask) & ~sc_mask;
-    uint64_t b = end == s->size ? qcow2_align_up(s, end) : end & ~sc_mask;
-    uint64_t later[2][2];
-    unsigned nb_later = 0;
-    int ret = 0;
-
-    if (a >= b) {
-        return write_zero_buffers(bs, offset, end);
-    }
-    ret = write_zero_buffers(bs, offset, a);
-    if (ret == 0 && b < end) {
-        ret = write_zero_buffers(bs, b, end);
-    }
-    if (ret < 0) {
-        return ret;
-    }
-    pthread_rwlock_wrlock(&s->io_lock);
-    pthread_mutex_lock(&bs->lock);
-    qcow2_reclaim(s);
-    for (uint64_t cur = a; cur < b && ret >= 0;) {
-        uint64_t n = MIN(b, (cur & ~s->cluster_mask) + s->cluster_size) - cur;
-        if (n == s->cluster_size) {
-            ret = change_clusters(bs, cur, n, CHANGE_ZERO, flags & BDRV_REQ_MAY_UNMAP);
-        } else {
-            ret = ext_zero_subclusters(bs, cur, n);
-            if (ret == 1) {     /* only the first and last cluster are partial */
-                later[nb_later][0] = cur;
-                later[nb_later][1] = MIN(cur + n, end);
-                nb_later++;
-                ret = 0;
-            }
-        }
-        cur += n;
-    }
-    pthread_mutex_unlock(&bs->lock);
-    pthread_rwlock_unlock(&s->io_lock);
-    for (unsigned i = 0; i < nb_later && ret == 0; i++) {
-        ret = write_zero_buffers(bs, later[i][0], later[i][1]);
-    }
-    return ret;
 }
 
 int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
@@ -1673,14 +1345,14 @@ int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
     }
     if (s->data_raw) {
         /* The data file must read as the guest sees it: real zeroes. */
-        int ret = write_zero_buffers(bs, offset, MIN(offset + bytes, s->size));
+        int ret = qcow2_write_zero_buffers(bs, offset, MIN(offset + bytes, s->size));
         if (ret == 0 && (flags & BDRV_REQ_FUA)) {
             ret = bdrv_flush(s->data);
         }
         return ret;
     }
     if (s->ext_l2) {
-        int ret = ext_pwrite_zeroes(bs, offset, MIN(offset + bytes, s->size), flags);
+        int ret = qcow2_ext_pwrite_zeroes(bs, offset, MIN(offset + bytes, s->size), flags);
         if (ret == 0 && (flags & BDRV_REQ_FUA)) {
             ret = bdrv_flush(s->file);
         }
@@ -1695,15 +1367,15 @@ int qcow2_co_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t bytes
         a = b = end;    /* no whole cluster: all of it is a partial piece */
     }
     /* Partial clusters at either end: write real zeroes. */
-    ret = write_zero_buffers(bs, offset, MIN(a, end));
+    ret = qcow2_write_zero_buffers(bs, offset, MIN(a, end));
     if (ret == 0 && b < end && b >= a) {
-        ret = write_zero_buffers(bs, b, end);
+        ret = qcow2_write_zero_buffers(bs, b, end);
     }
     if (ret == 0 && a < b) {
         pthread_rwlock_wrlock(&s->io_lock);
         pthread_mutex_lock(&bs->lock);
         qcow2_reclaim(s);
-        ret = change_clusters(bs, a, b - a, CHANGE_ZERO, flags & BDRV_REQ_MAY_UNMAP);
+        ret = qcow2_change_clusters(bs, a, b - a, CHANGE_ZERO, flags & BDRV_REQ_MAY_UNMAP);
         pthread_mutex_unlock(&bs->lock);
         pthread_rwlock_unlock(&s->io_lock);
     }
@@ -1728,7 +1400,7 @@ int qcow2_co_pdiscard(struct bdrv_node *bs, uint64_t offset, uint64_t bytes)
     pthread_rwlock_wrlock(&s->io_lock);
     pthread_mutex_lock(&bs->lock);
     qcow2_reclaim(s);
-    int ret = change_clusters(bs, a, b - a, CHANGE_DISCARD, true);
+    int ret = qcow2_change_clusters(bs, a, b - a, CHANGE_DISCARD, true);
     pthread_mutex_unlock(&bs->lock);
     pthread_rwlock_unlock(&s->io_lock);
     return ret;
@@ -1773,7 +1445,7 @@ int qcow2_make_empty(struct bdrv_node *bs)
     pthread_rwlock_wrlock(&s->io_lock);
     pthread_mutex_lock(&bs->lock);
     qcow2_reclaim(s);
-    int ret = change_clusters(bs, 0, qcow2_align_up(s, s->size), CHANGE_EMPTY, true);
+    int ret = qcow2_change_clusters(bs, 0, qcow2_align_up(s, s->size), CHANGE_EMPTY, true);
     pthread_mutex_unlock(&bs->lock);
     pthread_rwlock_unlock(&s->io_lock);
     return ret ? ret : bdrv_flush(s->file);

@@ -2,9 +2,10 @@
  * block/qcow2.h — private to the qcow2 driver: on-disk constants, the
  * per-node state, and the functions the qcow2*.c files share (header and
  * open in qcow2.c, L1/L2 and data in qcow2-cluster.c, refcounts and
- * allocation in qcow2-refcount.c, creation in qcow2-create.c, the
- * snapshot=on overlay in qcow2-overlay.c, header rewrites in
- * qcow2-amend.c, compressed writes in qcow2-compress.c).
+ * allocation in qcow2-refcount.c, extended L2 entries in
+ * qcow2-subcluster.c, internal snapshots in qcow2-snapshot.c, creation in
+ * qcow2-create.c, the snapshot=on overlay in qcow2-overlay.c, header
+ * rewrites in qcow2-amend.c, compressed writes in qcow2-compress.c).
  *
  * Locking: bs->lock guards all metadata (tables, caches, allocator);
  * io_lock (see below) keeps clusters alive under unlocked data transfers.
@@ -326,6 +327,41 @@ enum qcow2_ctype qcow2_classify(const struct qcow2_state *s, uint64_t l2e);
 /* Host clusters a compressed descriptor spans: first and count. */
 void qcow2_compressed_range(const struct qcow2_state *s, uint64_t l2e,
                             uint64_t *first, uint64_t *nb);
+
+/* Shared with qcow2-subcluster.c (all: caller holds bs->lock). */
+#define QCOW2_IOV_STACK 32
+/* Up to `max` iovecs for bytes [off, off+len) of iov; -1 when more. */
+int qcow2_iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
+                    struct iovec *out, int max);
+/* L2 table for l1 index `i`, or NULL (unallocated: *ret = 0). */
+uint8_t *qcow2_l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int *ret);
+/* A writable (COPIED) L2 table for l1 index `i` (allocated or copied). */
+uint8_t *qcow2_l2_table_for_write(struct qcow2_state *s, uint64_t i, uint64_t *l2_off,
+                                  int *ret);
+/* Write L2 entry `index` and, with extended entries, its bitmap. */
+int qcow2_write_l2_entry_bm(struct qcow2_state *s, uint64_t l2_off, uint8_t *table,
+                            uint64_t index, uint64_t e, uint64_t bm);
+/* Free the cluster(s) behind a replaced entry once transfers are done. */
+int qcow2_add_pending(struct qcow2_state *s, uint64_t l2e);
+int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out);
+/* Guest bytes from the backing chain (zeroes past its end). */
+int qcow2_read_backing(struct bdrv_node *bs, uint64_t off, uint64_t len,
+                       const struct iovec *iov, int iovcnt, size_t iov_off);
+enum change_mode { CHANGE_ZERO, CHANGE_DISCARD, CHANGE_EMPTY };
+int qcow2_change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
+                          enum change_mode mode, bool unmap);
+/* Real zeroes written over [from, to) through the write path (no locks held). */
+int qcow2_write_zero_buffers(struct bdrv_node *bs, uint64_t from, uint64_t to);
+
+/* ---- qcow2-subcluster.c -------------------------------------------- */
+int qcow2_get_mapping_sc(struct qcow2_state *s, const uint8_t *t, uint64_t l2_index,
+                         uint64_t max_cl, uint64_t off, uint64_t bytes,
+                         enum qcow2_ctype *type, uint64_t *l2e_out, uint64_t *pn);
+int qcow2_ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
+                    const struct iovec *iov, int iovcnt, size_t iov_off);
+/* Write-zeroes with extended entries; takes the locks itself. */
+int qcow2_ext_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset, uint64_t end,
+                            unsigned flags);
 
 /* ---- qcow2-refcount.c ---------------------------------------------- */
 int qcow2_get_refcount(struct qcow2_state *s, uint64_t cluster, uint64_t *rc);
