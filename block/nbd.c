@@ -438,6 +438,18 @@ static void nbd_client_lead(struct nbd_client_state *s, struct nbd_client_batch 
     }
 }
 
+/* With nobody leading, wake a caller whose batch is still pending to take
+ * the lead (it may be waiting for one). Called under mu. */
+static void nbd_client_handoff(struct nbd_client_state *s, struct nbd_client_batch *skip)
+{
+    for (struct nbd_client_batch *o = s->batches; o; o = o->next) {
+        if (o != skip && o->pending) {
+            pthread_cond_signal(&o->cond);
+            return;
+        }
+    }
+}
+
 /*
  * Wait for every command of the batch; returns 0 or -errno. One waiting
  * caller at a time leads (drives the socket); the others sleep until
@@ -463,16 +475,12 @@ static int nbd_client_batch_wait(struct nbd_client_batch *b)
             nbd_client_lead(s, b);
             pthread_mutex_lock(&s->mu);
             s->leading = false;
-            /* Hand the lead to a caller still waiting. */
-            for (struct nbd_client_batch *o = s->batches; o; o = o->next) {
-                if (o != b && o->pending) {
-                    pthread_cond_signal(&o->cond);
-                    break;
-                }
-            }
             continue;
         }
         pthread_cond_wait(&b->cond, &s->mu);
+    }
+    if (!s->leading) {
+        nbd_client_handoff(s, b);
     }
     *b->pprev = b->next;
     if (b->next) {
@@ -517,6 +525,10 @@ static void *nbd_client_watchdog(void *opaque)
         if (kill) {
             s->dead = true;
             s->said_gone = true;
+        }
+        if (expired && !s->leading) {
+            /* someone must read the end of the connection */
+            nbd_client_handoff(s, NULL);
         }
         s->poll_deadline = next;
         pthread_mutex_unlock(&s->mu);
