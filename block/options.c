@@ -8,7 +8,6 @@
 #include "block/block-int.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,15 +111,15 @@ static struct bdrv_open_opts *child_opts(struct bdrv_open_opts **slot)
 
 /*
  * QEMU's NBD keys for one level of the options, gathered while parsing:
- * they become that level's filename (an NBD URI) once every key is known,
- * so the node and its name are the URI form's.
+ * they become that level's filename (an NBD URI, util/nbd-uri.c) once
+ * every key is known, so the node and its name are the URI form's.
  */
 struct nbd_keys {
     struct nbd_keys *next;
     struct bdrv_open_opts *o;
     char *prefix;               /* "file." etc., for messages */
     char *first;                /* the first NBD key given, as written */
-    char *type, *path, *host, *port, *export, *timeout;
+    char *keys[NBD_URI_NKEYS];  /* in nbd_uri_key's order */
 };
 
 static void nbd_keys_free(struct nbd_keys *k)
@@ -129,12 +128,9 @@ static void nbd_keys_free(struct nbd_keys *k)
         struct nbd_keys *next = k->next;
         free(k->prefix);
         free(k->first);
-        free(k->type);
-        free(k->path);
-        free(k->host);
-        free(k->port);
-        free(k->export);
-        free(k->timeout);
+        for (int i = 0; i < NBD_URI_NKEYS; i++) {
+            free(k->keys[i]);
+        }
         free(k);
         k = next;
     }
@@ -144,13 +140,8 @@ static void nbd_keys_free(struct nbd_keys *k)
 static int nbd_key(struct nbd_keys **list, struct bdrv_open_opts *o, const char *key,
                    const char *full, const char *val)
 {
-    static const char *const names[] = {
-        "server.type", "server.path", "server.host", "server.port", "export", "timeout",
-    };
-    size_t i;
-    for (i = 0; i < ARRAY_SIZE(names) && strcmp(key, names[i]); i++) {
-    }
-    if (i == ARRAY_SIZE(names)) {
+    int i = nbd_uri_key(key);
+    if (i < 0) {
         return 1;
     }
     struct nbd_keys *k = *list;
@@ -171,154 +162,44 @@ static int nbd_key(struct nbd_keys **list, struct bdrv_open_opts *o, const char 
             return -ENOMEM;
         }
     }
-    char **slot[] = { &k->type, &k->path, &k->host, &k->port, &k->export, &k->timeout };
-    return set_string(slot[i], val);
-}
-
-/* Append s to the string *out (length *len), %-escaping what a URI
- * component cannot hold; `keep` are extra characters left as they are. */
-static int uri_append(char **out, size_t *len, const char *s, const char *keep)
-{
-    size_t n = strlen(s);
-    char *p = realloc(*out, *len + 3 * n + 1);
-    if (!p) {
-        return -ENOMEM;
-    }
-    *out = p;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            strchr("-._~", c) || (c && strchr(keep, c))) {
-            p[(*len)++] = (char)c;
-        } else {
-            *len += (size_t)sprintf(p + *len, "%%%02X", c);
-        }
-    }
-    p[*len] = 0;
-    return 0;
-}
-
-/* Whether s is a TCP port number, 1..65535. */
-static bool is_port(const char *s)
-{
-    char *end;
-    if (*s < '0' || *s > '9') {
-        return false;
-    }
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    return !*end && !errno && v >= 1 && v <= 65535;
+    return set_string(&k->keys[i], val);
 }
 
 /* Turn one level's NBD keys into its filename (see struct nbd_keys). */
 static int nbd_keys_apply(struct nbd_keys *k, struct error **errp)
 {
     struct bdrv_open_opts *o = k->o;
-    const char *pre = k->prefix;
-    bool server = k->type || k->path || k->host || k->port;
-    char *uri = NULL;
-    size_t len = 0;
+    const char *pre = k->prefix, *timeout = k->keys[5];
+    bool server = k->keys[0] || k->keys[1] || k->keys[2] || k->keys[3];
+    bool export = k->keys[4] != NULL;
 
     if (o->driver && strcmp(o->driver, "nbd")) {
         error_setg(errp, "Block driver '%s' does not support the option '%s'",
                    o->driver, k->first);
         return -EINVAL;
     }
-    if (o->filename && (server || k->export)) {
+    if (o->filename && (server || export)) {
         error_setg(errp, "An NBD URI ('%sfilename') cannot be combined with "
                    "'%s%s'", pre, pre, server ? "server.*" : "export");
         return -EINVAL;
     }
-    if (o->filename && strncmp(o->filename, "nbd://", 6) &&
-        strncmp(o->filename, "nbds://", 7) && strncmp(o->filename, "nbd+unix://", 11) &&
-        strncmp(o->filename, "nbds+unix://", 12)) {
+    if (o->filename && !nbd_uri_is_nbd(o->filename)) {
         error_setg(errp, "Parameter '%s' needs an NBD export (an nbd:// URI or "
                    "server.* options)", k->first);
         return -EINVAL;
     }
     if (o->filename) {
         /* timeout= with a URI: it travels in the query */
-        const char *sep = strchr(o->filename, '?') ? "&timeout=" : "?timeout=";
-        len = strlen(o->filename);
-        uri = strdup(o->filename);
-        if (!uri || uri_append(&uri, &len, sep, "?&=") < 0 ||
-            uri_append(&uri, &len, k->timeout, "") < 0) {
-            goto nomem;
+        if (nbd_uri_add_timeout(&o->filename, timeout) < 0) {
+            error_setg(errp, "Out of memory");
+            return -ENOMEM;
         }
-        goto done;
+        return 0;
     }
-    if (!server) {
-        if (!k->export) {
-            return 0;   /* timeout alone: the open path reports the missing file */
-        }
-        error_setg(errp, "Parameter '%sserver.type' is missing", pre);
-        return -EINVAL;
+    if (!server && !export) {
+        return 0;   /* timeout alone: the open path reports the missing file */
     }
-    if (!k->type) {
-        error_setg(errp, "Parameter '%sserver.type' is missing", pre);
-        return -EINVAL;
-    }
-    if (!strcmp(k->type, "unix")) {
-        if (k->host || k->port) {
-            error_setg(errp, "Parameter '%sserver.%s' is not valid with server.type=unix",
-                       pre, k->host ? "host" : "port");
-            return -EINVAL;
-        }
-        if (!k->path || !k->path[0]) {
-            error_setg(errp, "Parameter '%sserver.path' is missing", pre);
-            return -EINVAL;
-        }
-        if (uri_append(&uri, &len, "nbd+unix:///", "+:/") < 0 ||
-            uri_append(&uri, &len, k->export ? k->export : "", "/") < 0 ||
-            uri_append(&uri, &len, "?socket=", "?=") < 0 ||
-            uri_append(&uri, &len, k->path, "/") < 0) {
-            goto nomem;
-        }
-    } else if (!strcmp(k->type, "inet")) {
-        if (k->path) {
-            error_setg(errp, "Parameter '%sserver.path' is not valid with server.type=inet",
-                       pre);
-            return -EINVAL;
-        }
-        if (!k->host || !k->host[0]) {
-            error_setg(errp, "Parameter '%sserver.host' is missing", pre);
-            return -EINVAL;
-        }
-        if (k->port && !is_port(k->port)) {
-            error_setg(errp, "Parameter '%sserver.port' expects a port number "
-                       "(1-65535): '%s'", pre, k->port);
-            return -EINVAL;
-        }
-        bool v6 = strchr(k->host, ':') != NULL;
-        if (uri_append(&uri, &len, v6 ? "nbd://[" : "nbd://", ":/[") < 0 ||
-            uri_append(&uri, &len, k->host, v6 ? ":" : "") < 0 ||
-            uri_append(&uri, &len, v6 ? "]:" : ":", "]:") < 0 ||
-            uri_append(&uri, &len, k->port ? k->port : "10809", "") < 0 ||
-            uri_append(&uri, &len, "/", "/") < 0 ||
-            uri_append(&uri, &len, k->export ? k->export : "", "/") < 0) {
-            goto nomem;
-        }
-    } else {
-        static const char *const types[] = { "unix", "inet", NULL };
-        char key[64];
-        snprintf(key, sizeof(key), "%sserver.type", pre);
-        return bad_choice(key, k->type, types, errp);
-    }
-    if (k->timeout) {
-        const char *sep = strchr(uri, '?') ? "&timeout=" : "?timeout=";
-        if (uri_append(&uri, &len, sep, "?&=") < 0 ||
-            uri_append(&uri, &len, k->timeout, "") < 0) {
-            goto nomem;
-        }
-    }
-done:
-    free(o->filename);
-    o->filename = uri;
-    return 0;
-nomem:
-    free(uri);
-    error_setg(errp, "Out of memory");
-    return -ENOMEM;
+    return nbd_uri_from_keys((const char *const *)k->keys, pre, &o->filename, errp);
 }
 
 /* Apply one key (relative to `o`); `full` is the key as written, for

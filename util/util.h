@@ -405,4 +405,30 @@ void tpool_set_idle_timeout(struct thread_pool *pool, unsigned ms);
 /* Worker threads currently alive (for tests and statistics). */
 unsigned tpool_thread_count(struct thread_pool *pool);
 
+/* ------------------------------------------------------------------ */
+/* NBD addresses (util/nbd-uri.c)                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * QEMU's NBD keys, in this order: server.type, server.path, server.host,
+ * server.port, export, timeout. nbd_uri_key gives a key's index (the key
+ * without any "file." prefix) or -1.
+ */
+#define NBD_URI_NKEYS 6
+int nbd_uri_key(const char *key);
+/* Whether s starts with nbd://, nbds://, nbd+unix:// or nbds+unix://. */
+bool nbd_uri_is_nbd(const char *s);
+/*
+ * The URI for the keys (NULL: not given): nbd+unix:///EXPORT?socket=PATH
+ * or nbd://HOST:PORT/EXPORT (port 10809 by default), plus ?timeout=T.
+ * Messages name the keys with `prefix` ("" or "file."): a missing
+ * server.type, server.path (unix) or server.host (inet), another type, a
+ * port not 1-65535, host or port with unix, path with inet. Returns 0 with
+ * *uri malloc'd, or -errno with *errp set.
+ */
+int nbd_uri_from_keys(const char *const keys[NBD_URI_NKEYS], const char *prefix,
+                      char **uri, struct error **errp);
+/* Add timeout=T to an NBD URI's query (*uri reallocated). 0 or -ENOMEM. */
+int nbd_uri_add_timeout(char **uri, const char *timeout);
+
 #endif
