@@ -136,6 +136,69 @@ int xen_xl_disk_parse(const char *const *parts, int nparts, const char *source,
 void xen_xl_disk_free(struct xen_xl_disk *disk);
 
 /* ------------------------------------------------------------------ */
+/* xl domain config files (xl-cfg.c)                                   */
+/* ------------------------------------------------------------------ */
+
+/* One value: a string ("..." or '...', escapes undone) or a number,
+ * kept as written. */
+struct xen_cfg_item {
+    char *str;
+    bool is_number;
+    int line, col;          /* where it starts, from 1 */
+};
+
+/* `key = value`, the value one atom or a [list] of atoms. */
+struct xen_cfg_setting {
+    char *key;
+    char *source;           /* the file name, or "command line" */
+    int line, col;          /* of the key */
+    int vline, vcol;        /* of the value */
+    bool is_list;
+    struct xen_cfg_item *items; /* one unless is_list */
+    size_t n;
+};
+
+/* Settings in the order read; a later one of a key replaces earlier ones. */
+struct xen_cfg {
+    struct xen_cfg_setting *settings;
+    size_t n;
+};
+
+/*
+ * Read xl.cfg(5) text (`len` bytes, NULs refused) and append its settings
+ * to *cfg (zeroed before the first call). Errors add nothing and name the
+ * place: "<source>:<line>:<col>: config parsing error: unterminated string".
+ * Call again with "KEY=VALUE" text to override keys, as `xl create` does.
+ */
+int xen_cfg_parse(struct xen_cfg *cfg, const char *source, const char *text,
+                  size_t len, struct error **errp);
+/* The last setting of `key`, or NULL. */
+const struct xen_cfg_setting *xen_cfg_find(const struct xen_cfg *cfg, const char *key);
+void xen_cfg_free(struct xen_cfg *cfg);
+
+/* What diskdm-xl takes from a domain config. Strings are owned. */
+struct xen_xl_domain {
+    char *name;                 /* `name`; NULL if unset */
+    struct xen_xl_disk *disks;  /* `disk = [ 'spec', ... ]` */
+    char **disk_lines;          /* "<file>:<line>:<col>" of each disk spec */
+    size_t ndisks;
+    char **dm_args;             /* device_model_args (+ _hvm), NULL-ended */
+    size_t ndm_args;
+    char *dm_override;          /* device_model_override: the diskdm binary */
+    char **ignored;             /* other keys, first-seen order, each once */
+    size_t nignored;
+};
+
+/*
+ * Pick the settings above out of *cfg. A setting of the wrong type and a
+ * bad disk spec fail with the place named ("guest.cfg:4:5: config parsing
+ * error in disk specification: ..."). d is zeroed on failure.
+ */
+int xen_xl_domain_from_cfg(const struct xen_cfg *cfg, struct xen_xl_domain *d,
+                           struct error **errp);
+void xen_xl_domain_free(struct xen_xl_domain *d);
+
+/* ------------------------------------------------------------------ */
 /* Reporting to the toolstack (dm-state.c)                             */
 /* ------------------------------------------------------------------ */
 

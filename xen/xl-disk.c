@@ -71,12 +71,19 @@ static void set_format(struct xl_parse *xp, const char *str)
     xp->disk->format = f;
 }
 
+/*
+ * xl's default access is rw, and that default applies only when a spec
+ * says nothing about access. An access given but empty ("access=" or an
+ * empty fourth field) is refused rather than read as writable.
+ */
 static void set_access(struct xl_parse *xp, const char *str)
 {
     if (!strcmp(str, "r") || !strcmp(str, "ro"))
         xp->disk->readwrite = false;
-    else if (!strcmp(str, "rw") || !strcmp(str, "w") || !*str)
+    else if (!strcmp(str, "rw") || !strcmp(str, "w"))
         xp->disk->readwrite = true;
+    else if (!*str)
+        xl_err(xp, NULL, "empty value for access (leave access out for rw)");
     else
         xl_err(xp, str, "unknown value for access");
 }

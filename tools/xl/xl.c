@@ -27,6 +27,9 @@
 struct xl_ctx {
     struct xs_handle *xs;
     const char *diskdm;     /* device model binary */
+    bool diskdm_from_flag;  /* --diskdm given: a config file does not override it */
+    bool verbose;           /* -v */
+    bool dry_run;           /* create -n: print the keys instead of writing them */
     int timeout_ms;
 };
 
@@ -41,10 +44,14 @@ struct xl_vbd {
 static void usage(FILE *f)
 {
     fprintf(f,
-"Usage: diskdm-xl [--diskdm PATH] [--timeout SECS] COMMAND ARGS...\n"
+"Usage: diskdm-xl [-v] [--diskdm PATH] [--timeout SECS] COMMAND ARGS...\n"
 "\n"
+"  create [-f] FILE [KEY=VALUE...] [--domid N] [-n] [--no-start] [--dm-log FILE]\n"
+"         [--disk SPEC]... [-- DISKDM-ARGS...]\n"
+"                                 create a domain from an xl config file\n"
 "  create --domid N [--no-start] [--dm-log FILE] --disk SPEC [--disk SPEC]...\n"
 "         [-- DISKDM-ARGS...]     write the domain's disks, start diskdm, wait\n"
+"  list                           domains created by diskdm-xl\n"
 "  destroy N                      stop diskdm and remove the domain's keys\n"
 "  block-attach N SPEC...         add a disk to a domain\n"
 "  block-detach N VDEV|DEVID      unplug a disk\n"
@@ -125,7 +132,18 @@ static bool xwrite_t(struct xl_ctx *c, xs_transaction_t t, const char *dir,
     char path[512];
 
     snprintf(path, sizeof(path), "%s/%s", dir, key);
+    if (c->dry_run) {
+        printf("%s = \"%s\"\n", path, val);
+        return true;
+    }
     return xs_write(c->xs, t, path, val, strlen(val));
+}
+
+/* Removal before a rewrite; nothing to show in a dry run. */
+static void xrm_t(struct xl_ctx *c, xs_transaction_t t, const char *path)
+{
+    if (!c->dry_run)
+        xs_rm(c->xs, t, path);
 }
 
 static void xrm(struct xl_ctx *c, const char *fmt, ...) PRINTF_FMT(2, 3);
@@ -148,6 +166,10 @@ static bool set_perms(struct xl_ctx *c, xs_transaction_t t, const char *path,
         { .id = reader, .perms = XS_PERM_READ },
     };
 
+    if (c->dry_run) {
+        printf("%s (n%u,r%u)\n", path, owner, reader);
+        return true;
+    }
     return xs_mkdir(c->xs, t, path) && xs_set_permissions(c->xs, t, path, p, 2);
 }
 
@@ -214,6 +236,11 @@ typedef bool txn_fn(struct xl_ctx *c, xs_transaction_t t, void *opaque);
 static void in_transaction(struct xl_ctx *c, txn_fn *fn, void *opaque,
                            const char *what)
 {
+    if (c->dry_run) {
+        if (!fn(c, XBT_NULL, opaque))
+            die("%s: %s", what, strerror(errno));
+        return;
+    }
     for (int tries = 0; tries < 32; tries++) {
         xs_transaction_t t = xs_transaction_start(c->xs);
 
@@ -237,27 +264,28 @@ static void in_transaction(struct xl_ctx *c, txn_fn *fn, void *opaque,
 /* Disks: spec -> libxl layout                                          */
 /* ------------------------------------------------------------------ */
 
-static void vbd_from_spec(struct xl_vbd *v, int domid)
+/* `where` ("guest.cfg:3:10: ") prefixes the messages of a disk from a file. */
+static void vbd_from_spec(struct xl_vbd *v, int domid, const char *where)
 {
     struct xen_xl_disk *d = &v->disk;
     const char *dir;
 
     v->devid = xen_vdev_devid(d->vdev, NULL, NULL);
     if (v->devid < 0)
-        die("Invalid or unsupported virtual disk identifier %s", d->vdev);
+        die("%sInvalid or unsupported virtual disk identifier %s", where, d->vdev);
     if (strcmp(d->format, "raw") && strcmp(d->format, "qcow2") &&
         strcmp(d->format, "empty"))
-        die("disk %s: format %s is not supported by diskdm (raw or qcow2)",
-            d->vdev, d->format);
+        die("%sdisk %s: format %s is not supported by diskdm (raw or qcow2)",
+            where, d->vdev, d->format);
     if (d->backend_domname && strcmp(d->backend_domname, "0") &&
         strcmp(d->backend_domname, "Domain-0"))
-        die("disk %s: only dom0 backends are supported (backend=%s)", d->vdev,
-            d->backend_domname);
+        die("%sdisk %s: only dom0 backends are supported (backend=%s)", where,
+            d->vdev, d->backend_domname);
     if (d->backendtype && !strcmp(d->backendtype, "tap"))
-        die("disk %s: backendtype tap is not supported", d->vdev);
+        die("%sdisk %s: backendtype tap is not supported", where, d->vdev);
     if (d->backendtype && !strcmp(d->backendtype, "phy") &&
         (strcmp(d->format, "raw") || d->is_cdrom))
-        die("disk %s: the phy backend takes raw disks only", d->vdev);
+        die("%sdisk %s: the phy backend takes raw disks only", where, d->vdev);
 
     /* libxl: raw disks go to the vbd backend, HVM CD-ROMs and other
      * formats to qdisk. */
@@ -293,7 +321,7 @@ static void parse_vbd(struct xl_vbd *v, const char *const *parts, int n, int dom
         error_free(err);
         exit(1);
     }
-    vbd_from_spec(v, domid);
+    vbd_from_spec(v, domid, "");
 }
 
 static char *params_for(const struct xl_vbd *v, const char *target)
@@ -329,8 +357,8 @@ static bool write_vbd(struct xl_ctx *c, xs_transaction_t t, void *opaque)
 
     snprintf(domid_s, sizeof(domid_s), "%d", a->domid);
     snprintf(devid_s, sizeof(devid_s), "%d", v->devid);
-    xs_rm(c->xs, t, v->fe_path);
-    xs_rm(c->xs, t, v->be_path);
+    xrm_t(c, t, v->fe_path);
+    xrm_t(c, t, v->be_path);
     ok = set_perms(c, t, v->fe_path, a->domid, 0) &&
          set_perms(c, t, v->be_path, 0, a->domid) &&
          xwrite_t(c, t, v->be_path, "frontend", v->fe_path) &&
@@ -367,6 +395,7 @@ static bool write_vbd(struct xl_ctx *c, xs_transaction_t t, void *opaque)
 
 struct create_args {
     int domid;
+    const char *name;       /* NULL: "dom<domid>" */
     struct xl_vbd *vbds;
     size_t n;
 };
@@ -377,13 +406,30 @@ static bool write_domain(struct xl_ctx *c, xs_transaction_t t, void *opaque)
     char dom[64], path[128], val[32];
 
     snprintf(dom, sizeof(dom), "/local/domain/%d", a->domid);
+    if (!c->dry_run) {
+        /* a concurrent create may have taken the id since we looked */
+        char *other;
+        unsigned len;
+
+        snprintf(path, sizeof(path), "%s/domid", dom);
+        other = xs_read(c->xs, t, path, &len);
+        free(other);
+        if (other) {
+            errno = EEXIST;
+            return false;
+        }
+    }
     if (!set_perms(c, t, dom, 0, a->domid))
         return false;
     snprintf(val, sizeof(val), "%d", a->domid);
     if (!xwrite_t(c, t, dom, "domid", val))
         return false;
     snprintf(val, sizeof(val), "dom%d", a->domid);
-    if (!xwrite_t(c, t, dom, "name", val))
+    if (!xwrite_t(c, t, dom, "name", a->name ? a->name : val))
+        return false;
+    /* what `list` shows: the domains this toolstack made */
+    snprintf(path, sizeof(path), "/libxl/%d", a->domid);
+    if (!xwrite_t(c, t, path, "toolstack", "diskdm-xl"))
         return false;
     /* the guest owns its device directory, as with libxl */
     snprintf(path, sizeof(path), "%s/device", dom);
@@ -393,8 +439,8 @@ static bool write_domain(struct xl_ctx *c, xs_transaction_t t, void *opaque)
     if (!set_perms(c, t, path, a->domid, 0))
         return false;
     snprintf(path, sizeof(path), "/local/domain/0/device-model/%d", a->domid);
-    xs_rm(c->xs, t, path);
-    if (!xs_mkdir(c->xs, t, path))
+    xrm_t(c, t, path);
+    if (!c->dry_run && !xs_mkdir(c->xs, t, path))
         return false;
     for (size_t i = 0; i < a->n; i++) {
         struct write_vbd_args w = { .v = &a->vbds[i], .domid = a->domid };
@@ -569,57 +615,217 @@ static int check_hotplug(struct xl_ctx *c, const struct xl_vbd *v)
     return r;
 }
 
+/* The smallest domain id above 0 with no /local/domain/<id>. */
+static int next_free_domid(struct xl_ctx *c)
+{
+    unsigned n = 0;
+    char **ents = xs_directory(c->xs, XBT_NULL, "/local/domain", &n);
+
+    for (int id = 1; id < 0x7ff0; id++) {
+        bool used = false;
+
+        for (unsigned i = 0; ents && i < n && !used; i++) {
+            char *end;
+            long v = strtol(ents[i], &end, 10);
+
+            used = !*end && end != ents[i] && v == id;
+        }
+        if (!used) {
+            free(ents);
+            return id;
+        }
+    }
+    free(ents);
+    die("no free domain id");
+}
+
+/* As libxl: two domains may not share a name. */
+static void check_name_free(struct xl_ctx *c, const char *name)
+{
+    unsigned n = 0;
+    char **ents = xs_directory(c->xs, XBT_NULL, "/local/domain", &n);
+
+    for (unsigned i = 0; ents && i < n; i++) {
+        char *other = xread(c, "/local/domain/%s/name", ents[i]);
+        bool same = other && !strcmp(other, name);
+
+        free(other);
+        if (same) {
+            free(ents);
+            die("domain with name \"%s\" already exists", name);
+        }
+    }
+    free(ents);
+}
+
+#define MAX_CFG_BYTES (1 << 20)
+
+/* The whole config file, NUL-terminated; *len excludes the NUL. */
+static char *read_cfg_file(const char *file, size_t *len)
+{
+    FILE *f = fopen(file, "r");
+    char *buf;
+    size_t n;
+
+    if (!f)
+        die("%s: %s", file, strerror(errno));
+    buf = malloc(MAX_CFG_BYTES + 1);
+    n = fread(buf, 1, MAX_CFG_BYTES + 1, f);
+    if (ferror(f))
+        die("%s: %s", file, strerror(errno));
+    fclose(f);
+    if (n > MAX_CFG_BYTES)
+        die("%s: larger than %d bytes; not a domain config file", file, MAX_CFG_BYTES);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void die_err(struct error *err) __attribute__((noreturn));
+static void die_err(struct error *err)
+{
+    fprintf(stderr, "diskdm-xl: %s\n", err->msg);
+    error_free(err);
+    exit(1);
+}
+
+/*
+ * The config file and KEY=VALUE overrides (each read as one more line of
+ * the file, so a later key wins, as with xl) into *dom.
+ */
+static void load_domain_cfg(struct xl_ctx *c, const char *file,
+                            const char *const *overrides, size_t nover,
+                            struct xen_xl_domain *dom)
+{
+    struct xen_cfg cfg = { 0 };
+    struct error *err = NULL;
+    const char *what = file ? file : "command line";
+
+    if (file) {
+        size_t len;
+        char *text = read_cfg_file(file, &len);
+
+        fprintf(stderr, "Parsing config from %s\n", file);
+        if (xen_cfg_parse(&cfg, file, text, len, &err) < 0)
+            die_err(err);
+        free(text);
+    }
+    for (size_t i = 0; i < nover; i++)
+        if (xen_cfg_parse(&cfg, "command line", overrides[i], strlen(overrides[i]),
+                          &err) < 0)
+            die_err(err);
+    if (xen_xl_domain_from_cfg(&cfg, dom, &err) < 0)
+        die_err(err);
+    xen_cfg_free(&cfg);
+    if (!dom->name || !*dom->name)
+        die("%s: domain name must be specified (name = \"...\")", what);
+    if (c->verbose && dom->nignored) {
+        fprintf(stderr, "diskdm-xl: %s: ignoring settings that do not concern "
+                "disks:", what);
+        for (size_t i = 0; i < dom->nignored; i++)
+            fprintf(stderr, "%s %s", i ? "," : "", dom->ignored[i]);
+        fputc('\n', stderr);
+    }
+}
+
 static int cmd_create(struct xl_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "domid", required_argument, NULL, 'd' },
         { "disk", required_argument, NULL, 'k' },
-        { "no-start", no_argument, NULL, 'n' },
+        { "no-start", no_argument, NULL, 'N' },
         { "dm-log", required_argument, NULL, 'l' },
+        { "dry-run", no_argument, NULL, 'n' },
         { NULL, 0, NULL, 0 },
     };
     struct create_args a = { .domid = -1 };
+    struct xen_xl_domain dom = { 0 };
     const char **specs = calloc(argc, sizeof(*specs));
-    const char *dm_log = NULL;
-    bool no_start = false;
-    size_t nspecs = 0;
+    const char **overrides = calloc(argc, sizeof(*overrides));
+    const char *dm_log = NULL, *file = NULL;
+    char **dm_argv;
+    bool no_start = false, from_cfg;
+    size_t nspecs = 0, nover = 0, ndm = 0;
     int opt, status = 0, r, ret = 0;
     pid_t pid;
     char pidbuf[16];
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    optind = 0;             /* 0: glibc re-reads the optstring mode ("-") */
+    /* "-": FILE and KEY=VALUE may sit among the options; "--" ends them */
+    while ((opt = getopt_long(argc, argv, "-f:n", opts, NULL)) != -1) {
         switch (opt) {
         case 'd': a.domid = parse_domid(optarg); break;
         case 'k': specs[nspecs++] = optarg; break;
-        case 'n': no_start = true; break;
+        case 'N': no_start = true; break;
         case 'l': dm_log = optarg; break;
+        case 'n': c->dry_run = true; break;
+        case 'f':
+            if (file)
+                die_usage("create: more than one config file");
+            file = optarg;
+            break;
+        case 1:
+            if (strchr(optarg, '='))
+                overrides[nover++] = optarg;
+            else if (!file)
+                file = optarg;
+            else
+                die_usage("create: unexpected argument '%s'", optarg);
+            break;
         default: die_usage("create: bad option");
         }
     }
-    if (a.domid < 0)
+    from_cfg = file || nover;
+    if (a.domid < 0 && !from_cfg)
         die_usage("create: --domid N is required");
     if (a.domid == 0)
         die_usage("create: domain 0 is the toolstack's own domain");
-    if (optind < argc && strcmp(argv[optind - 1], "--"))
-        die_usage("create: unexpected argument '%s'", argv[optind]);
 
-    a.vbds = calloc(nspecs ? nspecs : 1, sizeof(*a.vbds));
-    for (size_t i = 0; i < nspecs; i++) {
-        parse_vbd(&a.vbds[i], &specs[i], 1, a.domid);
+    if (from_cfg) {
+        load_domain_cfg(c, file, overrides, nover, &dom);
+        a.name = dom.name;
+        if (dom.dm_override && !c->diskdm_from_flag)
+            c->diskdm = dom.dm_override;
+    }
+    if (a.domid < 0)
+        a.domid = next_free_domid(c);
+
+    a.vbds = calloc(dom.ndisks + nspecs + 1, sizeof(*a.vbds));
+    for (size_t i = 0; i < dom.ndisks; i++) {
+        char where[320];
+
+        a.vbds[i].disk = dom.disks[i];
+        memset(&dom.disks[i], 0, sizeof(dom.disks[i]));
+        snprintf(where, sizeof(where), "%s: ", dom.disk_lines[i]);
+        vbd_from_spec(&a.vbds[i], a.domid, where);
+    }
+    for (size_t i = 0; i < nspecs; i++)
+        parse_vbd(&a.vbds[dom.ndisks + i], &specs[i], 1, a.domid);
+    a.n = dom.ndisks + nspecs;
+    for (size_t i = 0; i < a.n; i++)
         for (size_t j = 0; j < i; j++)
             if (a.vbds[j].devid == a.vbds[i].devid)
                 die("disk %s: virtual device %s is given twice",
                     a.vbds[i].disk.vdev, a.vbds[j].disk.vdev);
-    }
-    a.n = nspecs;
     if (domain_exists(c, a.domid))
         die("domain %d already exists", a.domid);
+    if (a.name)
+        check_name_free(c, a.name);
     in_transaction(c, write_domain, &a, "writing the domain's disks");
-    if (no_start)
+    if (c->dry_run)
         goto out_free_vbds;
+    if (no_start)
+        goto out_created;
 
-    pid = spawn_dm(c, a.domid, dm_log, argv + optind, argc - optind);
+    /* the device model's arguments: the file's, then those after "--" */
+    dm_argv = calloc(dom.ndm_args + (size_t)(argc - optind) + 1, sizeof(*dm_argv));
+    for (size_t i = 0; i < dom.ndm_args; i++)
+        dm_argv[ndm++] = dom.dm_args[i];
+    for (int i = optind; i < argc; i++)
+        dm_argv[ndm++] = argv[i];
+    fflush(stdout);
+    pid = spawn_dm(c, a.domid, dm_log, dm_argv, (int)ndm);
+    free(dm_argv);
     snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
     {
         char path[96];
@@ -663,12 +869,90 @@ static int cmd_create(struct xl_ctx *c, int argc, char **argv)
             stop_child(c, pid);
         remove_domain_keys(c, a.domid);
     }
+out_created:
+    /* xl names the id it chose; so do we, once the domain stands */
+    if (!ret && from_cfg)
+        printf("Domain %d (%s) created\n", a.domid, a.name);
 out_free_vbds:
     for (size_t i = 0; i < a.n; i++)
         vbd_free(&a.vbds[i]);
     free(a.vbds);
     free(specs);
+    free(overrides);
+    xen_xl_domain_free(&dom);
     return ret;
+}
+
+struct list_row {
+    int domid;
+    char *name, *state;
+    unsigned disks;
+};
+
+static int cmp_rows(const void *x, const void *y)
+{
+    const struct list_row *a = x, *b = y;
+
+    return (a->domid > b->domid) - (a->domid < b->domid);
+}
+
+/*
+ * The domains this toolstack created (marked /libxl/<id>/toolstack), by
+ * id: name, what the device model last reported (or "exited" when its
+ * process is gone, "-" before it reported), and the number of vbds.
+ */
+static int cmd_list(struct xl_ctx *c, int argc, char **argv)
+{
+    struct list_row *rows;
+    unsigned n = 0, nrows = 0;
+    char **ents;
+
+    (void)argv;
+    if (argc != 1)
+        die_usage("list: takes no arguments");
+    ents = xs_directory(c->xs, XBT_NULL, "/local/domain", &n);
+    rows = calloc(n + 1, sizeof(*rows));
+    for (unsigned i = 0; ents && i < n; i++) {
+        char *end, *mark, *pid, *st, dir[64], **vbds;
+        long id = strtol(ents[i], &end, 10);
+        unsigned nvbd = 0;
+        struct list_row *row;
+
+        if (*end || end == ents[i] || id <= 0)
+            continue;
+        mark = xread(c, "/libxl/%ld/toolstack", id);
+        if (!mark || strcmp(mark, "diskdm-xl")) {
+            free(mark);
+            continue;
+        }
+        free(mark);
+        row = &rows[nrows++];
+        row->domid = (int)id;
+        row->name = xread(c, "/local/domain/%ld/name", id);
+        st = xread(c, "/local/domain/0/device-model/%ld/state", id);
+        pid = xread(c, "/local/domain/%ld/image/device-model-pid", id);
+        if (pid && !is_live_diskdm((pid_t)atoi(pid)) && (!st || strcmp(st, "error"))) {
+            free(st);
+            st = strdup("exited");
+        }
+        free(pid);
+        row->state = st;
+        snprintf(dir, sizeof(dir), "/local/domain/%ld/device/vbd", id);
+        vbds = xs_directory(c->xs, XBT_NULL, dir, &nvbd);
+        row->disks = vbds ? nvbd : 0;
+        free(vbds);
+    }
+    free(ents);
+    qsort(rows, nrows, sizeof(*rows), cmp_rows);
+    printf("%-40s %5s %-10s %5s\n", "Name", "ID", "DM state", "Disks");
+    for (unsigned i = 0; i < nrows; i++) {
+        printf("%-40s %5d %-10s %5u\n", rows[i].name ? rows[i].name : "-",
+               rows[i].domid, rows[i].state ? rows[i].state : "-", rows[i].disks);
+        free(rows[i].name);
+        free(rows[i].state);
+    }
+    free(rows);
+    return 0;
 }
 
 static int cmd_destroy(struct xl_ctx *c, int argc, char **argv)
@@ -1072,6 +1356,7 @@ static const struct {
     int (*fn)(struct xl_ctx *c, int argc, char **argv);
 } commands[] = {
     { "create", cmd_create },
+    { "list", cmd_list },
     { "destroy", cmd_destroy },
     { "block-attach", cmd_block_attach },
     { "block-detach", cmd_block_detach },
@@ -1088,6 +1373,7 @@ int main(int argc, char **argv)
         { "diskdm", required_argument, NULL, 'm' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
+        { "verbose", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
     struct xl_ctx c = { .timeout_ms = DEFAULT_TIMEOUT_S * 1000 };
@@ -1096,9 +1382,10 @@ int main(int argc, char **argv)
 
     log_init("diskdm-xl", LOG_WARN);
     c.diskdm = getenv("DISKDM");
-    while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+hv", opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': c.diskdm = optarg; break;
+        case 'm': c.diskdm = optarg; c.diskdm_from_flag = true; break;
+        case 'v': c.verbose = true; break;
         case 't': {
             char *end;
             long s = strtol(optarg, &end, 10);
