@@ -833,7 +833,7 @@ static int inline_finish(struct file_state *s, struct file_aio *fa, int ret)
  * of ext4's) and being woken up by its completion. So a write is done on
  * the loop thread when it will not block: with RWF_NOWAIT where the
  * kernel takes that, else as long as such writes keep being fast (see
- * struct ev_inline: the loop blocks in them for ~1.5% of its time at
+ * struct ev_inline: the loop blocks in them for ~3% of its time at
  * most). Returns 0 when done (completion queued), 1 when the
  * write is to be handed off (nothing written), or -errno as aio_submit.
  */

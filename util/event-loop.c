@@ -98,7 +98,7 @@ bool ev_inline_record(struct ev_inline *p, uint64_t start, uint64_t end)
     if (!p->last_ns) {
         p->budget_ns = (int64_t)EV_INLINE_BUDGET_NS;   /* a fresh start */
     } else if (start > p->last_ns) {
-        p->budget_ns += (int64_t)((start - p->last_ns) / 64);
+        p->budget_ns += (int64_t)((start - p->last_ns) / EV_INLINE_SHARE);
         if (p->budget_ns > (int64_t)EV_INLINE_BUDGET_NS) {
             p->budget_ns = (int64_t)EV_INLINE_BUDGET_NS;
         }
@@ -112,9 +112,9 @@ bool ev_inline_record(struct ev_inline *p, uint64_t start, uint64_t end)
     if (p->budget_ns >= 0) {
         return false;
     }
-    /* Earn the overdraft back (64 times its length) before running here
-     * again; the budget is then empty. */
-    p->resume_ns = end + (uint64_t)(-p->budget_ns) * 64;
+    /* Earn the overdraft back (EV_INLINE_SHARE times its length) before
+     * running here again; the budget is then empty. */
+    p->resume_ns = end + (uint64_t)(-p->budget_ns) * EV_INLINE_SHARE;
     p->last_ns = p->resume_ns;
     p->budget_ns = 0;
     return true;

@@ -326,14 +326,17 @@ static inline bool ev_soon_pending(const struct ev_soon *s)
  * the page cache) runs on a loop thread rather than being handed to a
  * worker and back, which costs more than the work itself. Blocking is
  * budgeted: a run longer than EV_INLINE_SLOW_NS spends its whole length
- * from a budget earned at 1/64 of the wall time (at most
+ * from a budget earned at 1/EV_INLINE_SHARE of the wall time (at most
  * EV_INLINE_BUDGET_NS banked); overdrawn, the work goes to workers until
- * the overdraft is earned back. So the loop spends at most about 1.5% of
- * its time blocked in such work, in stalls no longer than one run. Loop
- * thread only; embed and zero-initialise.
+ * the overdraft is earned back. So the loop spends at most about 3% of
+ * its time blocked in such work, in stalls no longer than one run (page-
+ * cache writes on ext4 block for 1-10 ms now and then, more while the
+ * file is being written back). Loop thread only; embed and
+ * zero-initialise.
  */
 #define EV_INLINE_SLOW_NS (1000 * 1000ULL)
-#define EV_INLINE_BUDGET_NS (10 * 1000 * 1000ULL)
+#define EV_INLINE_BUDGET_NS (20 * 1000 * 1000ULL)
+#define EV_INLINE_SHARE 32
 struct ev_inline {
     int64_t budget_ns;
     uint64_t last_ns;       /* when the budget was last topped up */

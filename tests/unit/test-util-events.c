@@ -922,34 +922,34 @@ END_TEST
 
 /* The inline-work budget: fast runs never hand off; a slow run spends
  * its length from the budget; overdrawn, the work is handed off until
- * 64 times the overdraft has passed, then runs here again. */
+ * EV_INLINE_SHARE times the overdraft has passed, then runs here again. */
 START_TEST(test_inline_budget)
 {
     struct ev_inline p = { 0 };
-    const uint64_t ms = 1000 * 1000;
+    const uint64_t ms = 1000 * 1000, k = EV_INLINE_SHARE;
+    const uint64_t bank = EV_INLINE_BUDGET_NS;
     uint64_t t = 1000 * ms;
     ck_assert(ev_inline_allowed(&p, t));
     for (int i = 0; i < 1000; i++, t += 10000) {
         ck_assert(!ev_inline_record(&p, t, t + 5000));     /* 5 us each */
     }
     ck_assert(ev_inline_allowed(&p, t));
-    /* 8 ms blocked: within the 10 ms banked. */
-    ck_assert(!ev_inline_record(&p, t, t + 8 * ms));
-    t += 8 * ms;
+    /* Blocked for all but 2 ms of the bank: fine. */
+    ck_assert(!ev_inline_record(&p, t, t + bank - 2 * ms));
+    t += bank - 2 * ms;
     ck_assert(ev_inline_allowed(&p, t));
-    /* 5 ms more right away: 3 ms over (the 8 ms earned 0.125 ms). */
+    /* 5 ms more right away: 3 ms over, less what the last run earned. */
     ck_assert(ev_inline_record(&p, t, t + 5 * ms));
     t += 5 * ms;
     ck_assert(!ev_inline_allowed(&p, t));
-    ck_assert(!ev_inline_allowed(&p, t + 100 * ms));
-    uint64_t back = t + (uint64_t)(3 * ms - ms / 8) * 64;
+    uint64_t back = t + (3 * ms - (bank - 2 * ms) / k) * k;
     ck_assert(!ev_inline_allowed(&p, back - 1));
     ck_assert(ev_inline_allowed(&p, back));
     /* Back with an empty budget: the next slow run hands off at once,
      * a fast one does not. */
     ck_assert(!ev_inline_record(&p, back, back + 5000));
     ck_assert(ev_inline_record(&p, back + 10000, back + 10000 + 2 * ms));
-    ck_assert(!ev_inline_allowed(&p, back + 10000 + 2 * ms + 64 * ms));
+    ck_assert(!ev_inline_allowed(&p, back + 10000 + 2 * ms + (k - 1) * ms));
 }
 END_TEST
 
