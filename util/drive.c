@@ -330,6 +330,97 @@ static enum disk_access drive_access(const struct drive_opts *o, enum disk_media
     return DISK_ACCESS_RW;
 }
 
+/*
+ * The keys -drive takes beyond its own: QEMU's NBD form, driver=nbd with
+ * server.*, export and timeout, or the same keys under "file." (the
+ * export as the protocol under the format). Their URI (util/nbd-uri.c)
+ * becomes the file; driver=nbd makes the format "nbd". Any other key is
+ * unknown.
+ */
+static int drive_nbd_keys(const struct kvlist *rest, struct drive_opts *o,
+                          struct error **errp)
+{
+    const char *keys[NBD_URI_NKEYS] = { 0 };
+    const char *prefix = NULL, *first = NULL;
+    bool driver_nbd = false, address = false;
+
+    for (size_t i = 0; i < rest->n; i++) {
+        const char *full = rest->v[i].key, *key = full, *val = rest->v[i].value;
+        const char *pre = "";
+        if (!strncmp(key, "file.", 5)) {
+            key += 5;
+            pre = "file.";
+        }
+        int idx = nbd_uri_key(key);
+        bool is_driver = !strcmp(key, "driver");
+        if ((idx < 0 && !is_driver) || (prefix && strcmp(prefix, pre))) {
+            error_setg(errp, "Invalid parameter '%s'", full);
+            return -EINVAL;
+        }
+        prefix = pre;
+        if (is_driver) {
+            if (strcmp(val, "nbd")) {
+                error_setg(errp, "Parameter '%s' expects 'nbd' (the format is "
+                           "format=): '%s'", full, val);
+                return -EINVAL;
+            }
+            driver_nbd = !*pre;
+            continue;
+        }
+        if (keys[idx]) {
+            error_setg(errp, "Parameter '%s' given twice", full);
+            return -EINVAL;
+        }
+        keys[idx] = val;
+        address |= idx != 5;
+        if (!first) {
+            first = full;
+        }
+    }
+    if (driver_nbd) {
+        if (o->format) {
+            error_setg(errp, "Cannot specify both 'driver' and 'format'");
+            return -EINVAL;
+        }
+        o->format = strdup("nbd");
+        if (!o->format) {
+            error_setg(errp, "Out of memory");
+            return -ENOMEM;
+        }
+    }
+    if (!first) {
+        return 0;
+    }
+    char *uri = NULL;
+    if (address) {
+        if (o->file) {
+            error_setg(errp, "'file' cannot be combined with '%sserver.*' or "
+                       "'%sexport'", prefix, prefix);
+            return -EINVAL;
+        }
+        int ret = nbd_uri_from_keys(keys, prefix, &uri, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    } else {
+        /* timeout alone: on an NBD URI given as the file */
+        if (!nbd_uri_is_nbd(o->file)) {
+            error_setg(errp, "Parameter '%s' needs an NBD export (an nbd:// URI or "
+                       "server.* options)", first);
+            return -EINVAL;
+        }
+        uri = take(&o->file);
+        if (nbd_uri_add_timeout(&uri, keys[5]) < 0) {
+            free(uri);
+            error_setg(errp, "Out of memory");
+            return -ENOMEM;
+        }
+    }
+    free(o->file);
+    o->file = uri;
+    return 0;
+}
+
 int disk_spec_parse_drive(const char *str, struct disk_spec *spec,
                           struct error **errp)
 {
@@ -337,7 +428,17 @@ int disk_spec_parse_drive(const char *str, struct disk_spec *spec,
     int ret;
 
     disk_spec_init(spec);
-    ret = opts_parse(str, NULL, drive_fields, &o, errp);
+    struct kvlist kv, rest = { 0 };
+    ret = opts_split(str, NULL, &kv, errp);
+    if (ret < 0) {
+        goto out_free_opts;
+    }
+    ret = opts_apply(&kv, drive_fields, &o, &rest, errp);
+    kvlist_free(&kv);
+    if (ret == 0) {
+        ret = drive_nbd_keys(&rest, &o, errp);
+    }
+    kvlist_free(&rest);
     if (ret < 0) {
         goto out_free_opts;
     }

@@ -617,6 +617,111 @@ START_TEST(test_option_form_errors)
 }
 END_TEST
 
+/* Open what a -drive spec names, as diskdm does. */
+static struct bdrv_node *open_drive(const char *drive)
+{
+    struct disk_spec spec;
+    struct bdrv_open_opts o;
+    struct error *err = NULL;
+    ck_assert_msg(disk_spec_parse_drive(drive, &spec, &err) == 0, "%s: %s", drive,
+                  err ? err->msg : "?");
+    ck_assert_int_eq(bdrv_open_opts_from_spec(&spec, &o, &err), 0);
+    struct bdrv_node *bs = bdrv_open(&o, &err);
+    ck_assert_msg(bs != NULL, "%s: %s", drive, err ? err->msg : "?");
+    bdrv_open_opts_free(&o);
+    disk_spec_free(&spec);
+    return bs;
+}
+
+/* -drive takes the same keys: driver=nbd with server.*, or under file. */
+START_TEST(test_drive_option_form)
+{
+    int port = free_port();
+    server_start("u", "%s/diskdm-nbd -t -e 4 -f raw -x exp -k %s/u.sock --fork "
+                 "--pid-file=%s/u.pid %s", build_dir(), dir, dir, img);
+    /* a copy: the read-write server holds the image's write lock */
+    char *img2 = bt_image(dir, "copy.raw", IMG_SIZE, 3);
+    server_start("t", "qemu-nbd -r -t -e 4 -f raw -x exp -b 127.0.0.1 -p %d --fork "
+                 "--pid-file=%s/t.pid %s", port, dir, img2);
+    free(img2);
+    char drive[PATH_MAX * 2], name[PATH_MAX * 2];
+    snprintf(name, sizeof(name), "nbd+unix:///exp?socket=%s/u.sock", dir);
+
+    snprintf(drive, sizeof(drive), "driver=nbd,server.type=unix,server.path=%s/u.sock,"
+             "export=exp,if=virtio,timeout=5", dir);
+    struct bdrv_node *bs = open_drive(drive);
+    ck_assert_str_eq(bdrv_driver_name(bs), "nbd");
+    ck_assert_str_eq(bdrv_filename(bs), name);
+    ck_assert(!bdrv_is_read_only(bs));
+    uint8_t buf[4096];
+    ck_assert_int_eq(bdrv_pread(bs, 4096, buf, sizeof(buf)), 0);
+    ck_assert(region_ok(buf, 4096, sizeof(buf), 3));
+    bdrv_unref(bs);
+
+    snprintf(drive, sizeof(drive), "format=raw,file.driver=nbd,file.server.type=unix,"
+             "file.server.path=%s/u.sock,file.export=exp,read-only=on", dir);
+    bs = open_drive(drive);
+    ck_assert_str_eq(bdrv_driver_name(bs), "raw");
+    ck_assert_str_eq(bdrv_filename(bdrv_file_child(bs)), name);
+    ck_assert(bdrv_is_read_only(bs));
+    bdrv_unref(bs);
+
+    snprintf(drive, sizeof(drive), "file.server.type=inet,file.server.host=127.0.0.1,"
+             "file.server.port=%d,file.export=exp,auto-read-only=on", port);
+    bs = open_drive(drive);
+    snprintf(name, sizeof(name), "nbd://127.0.0.1:%d/exp", port);
+    ck_assert_str_eq(bdrv_filename(bdrv_file_child(bs)), name);
+    ck_assert(bdrv_is_read_only(bs));   /* qemu-nbd -r: degraded */
+    ck_assert_int_eq(bdrv_pread(bs, 8192, buf, sizeof(buf)), 0);
+    ck_assert(region_ok(buf, 8192, sizeof(buf), 3));
+    bdrv_unref(bs);
+
+    /* timeout on a URI given as the file */
+    snprintf(drive, sizeof(drive), "file=nbd+unix:///exp?socket=%s/u.sock,timeout=3", dir);
+    bs = open_drive(drive);
+    snprintf(name, sizeof(name), "nbd+unix:///exp?socket=%s/u.sock", dir);
+    ck_assert_str_eq(bdrv_filename(bdrv_file_child(bs)), name);
+    bdrv_unref(bs);
+    server_stop("t");
+    server_stop("u");
+}
+END_TEST
+
+START_TEST(test_drive_option_form_errors)
+{
+    static const struct {
+        const char *drive, *msg;
+    } cases[] = {
+        { "driver=nbd,server.type=unix", "Parameter 'server.path' is missing" },
+        { "driver=nbd,server.type=inet,server.host=h,server.port=x",
+          "Parameter 'server.port' expects a port number (1-65535): 'x'" },
+        { "file.server.type=ipx,file.server.path=/x",
+          "Parameter 'file.server.type' expects one of unix, inet: 'ipx'" },
+        { "file=a.img,server.type=unix,server.path=/x",
+          "'file' cannot be combined with 'server.*' or 'export'" },
+        { "driver=nbd,format=raw,server.type=unix,server.path=/x",
+          "Cannot specify both 'driver' and 'format'" },
+        { "driver=raw,file=a.img", "Parameter 'driver' expects 'nbd' (the format is "
+          "format=): 'raw'" },
+        { "server.type=unix,file.server.path=/x", "Invalid parameter 'file.server.path'" },
+        { "file=a.img,timeout=3", "Parameter 'timeout' needs an NBD export (an nbd:// URI "
+          "or server.* options)" },
+        { "file=a.img,server.bogus=1", "Invalid parameter 'server.bogus'" },
+        { "export=e", "Parameter 'server.type' is missing" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct disk_spec spec;
+        struct error *err = NULL;
+        ck_assert_msg(disk_spec_parse_drive(cases[i].drive, &spec, &err) < 0,
+                      "'%s' was accepted", cases[i].drive);
+        ck_assert_ptr_nonnull(err);
+        ck_assert_msg(!strcmp(err->msg, cases[i].msg), "'%s': got '%s', want '%s'",
+                      cases[i].drive, err->msg, cases[i].msg);
+        error_free(err);
+    }
+}
+END_TEST
+
 /* A bad timeout is refused at open, in either form. */
 START_TEST(test_bad_timeout)
 {
@@ -676,6 +781,8 @@ int main(void)
     tcase_add_test(tc, test_option_form_name_like_qemu);
     tcase_add_test(tc, test_option_form_errors);
     tcase_add_test(tc, test_bad_timeout);
+    tcase_add_test(tc, test_drive_option_form);
+    tcase_add_test(tc, test_drive_option_form_errors);
     tcase_add_test(tc, test_timeout_zero);
     suite_add_tcase(s, tc);
     snprintf(pid_list, sizeof(pid_list), "/tmp/diskdm-nbd-client-%d.pids", (int)getpid());
