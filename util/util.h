@@ -236,7 +236,9 @@ struct disk_spec {
 /*
  * Parse a `-drive` value (QEMU keys: file, format, if, index, bus, unit,
  * media, readonly/read-only, auto-read-only, snapshot, cache, werror,
- * rerror, discard, detect-zeroes, serial, id, num-queues). Fills *spec
+ * rerror, discard, detect-zeroes, serial, id, num-queues; and QEMU's NBD
+ * form, driver=nbd with server.*, export and timeout, or those under
+ * "file.", which become the export's URI in `file`). Fills *spec
  * (zeroed first) or fails with a message naming the bad key or value.
  */
 int disk_spec_parse_drive(const char *str, struct disk_spec *spec,
