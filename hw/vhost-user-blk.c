@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Message types (vhost-user specification, "Front-end message types"). */
@@ -384,6 +385,19 @@ static int set_mem_table(struct vub *v, struct vu_msg *m)
             ret = -EINVAL;
             continue;
         }
+        /* Pages of a shared mapping past the end of the file fault with
+         * SIGBUS when touched, and ring or buffer addresses in them come
+         * from the front end. */
+        struct stat st = { 0 };
+        if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < off + size) {
+            log_msg(LOG_ERROR, "vhost-user-blk: region %u (offset %llu, %llu "
+                    "bytes) runs past the end of its file (%lld bytes)", i,
+                    (unsigned long long)off, (unsigned long long)size,
+                    (long long)st.st_size);
+            close(fd);
+            ret = -EINVAL;
+            continue;
+        }
         p = mmap(NULL, off + size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         close(fd);
         if (p == MAP_FAILED) {
@@ -486,6 +500,34 @@ static bool any_started(const struct vub *v)
     return false;
 }
 
+/* The payload a request is read from; the rest of `m` is whatever the
+ * last message left there. */
+static uint32_t payload_min(uint32_t request)
+{
+    switch (request) {
+    case VU_SET_FEATURES:
+    case VU_SET_PROTOCOL_FEATURES:
+    case VU_SET_VRING_KICK:
+    case VU_SET_VRING_CALL:
+    case VU_SET_VRING_ERR:
+        return sizeof(uint64_t);
+    case VU_SET_VRING_NUM:
+    case VU_SET_VRING_BASE:
+    case VU_GET_VRING_BASE:
+    case VU_SET_VRING_ENABLE:
+        return 2 * sizeof(uint32_t);
+    case VU_SET_VRING_ADDR:
+        return 2 * sizeof(uint32_t) + 4 * sizeof(uint64_t);
+    case VU_SET_MEM_TABLE:
+        return 2 * sizeof(uint32_t);
+    case VU_GET_CONFIG:
+    case VU_SET_CONFIG:
+        return VU_CONFIG_HDR_SIZE;
+    default:
+        return 0;
+    }
+}
+
 /* Handle one message: -EPIPE, -EPROTO and -EIO drop the connection. */
 static int handle_msg(struct vub *v, struct vu_msg *m)
 {
@@ -495,6 +537,13 @@ static int handle_msg(struct vub *v, struct vu_msg *m)
 
     log_debug("vhost-user-blk: request %u, flags %#x, %u bytes, %u fds",
               m->request, m->flags, m->size, v->msg_nfds);
+    if (m->size < payload_min(m->request)) {
+        /* A front end that gets its own message sizes wrong cannot be
+         * answered sensibly (GET_VRING_BASE waits for a reply). */
+        log_msg(LOG_ERROR, "vhost-user-blk: request %u with a %u-byte payload "
+                "(%u expected)", m->request, m->size, payload_min(m->request));
+        return -EPROTO;
+    }
     switch (m->request) {
     case VU_GET_FEATURES:
         m->p.u64 = vblk_host_features(v->vblk) | 1ull << VU_F_PROTOCOL_FEATURES;

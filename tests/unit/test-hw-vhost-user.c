@@ -485,6 +485,89 @@ START_TEST(config_change_on_the_backend_channel)
 }
 END_TEST
 
+/* The whole log written since log_to_file(), as one string. */
+static char *log_to_file(struct vt *t)
+{
+    char *path = NULL;
+    ck_assert_int_ge(asprintf(&path, "%s/log", t->h.dir), 0);
+    ck_assert_int_eq(log_set_file(path), 0);
+    return path;
+}
+
+static bool log_has(const char *path, const char *line)
+{
+    char buf[8192];
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, line) != NULL;
+}
+
+/* A memory table whose region runs past the end of the memfd (found by
+ * fuzz-vhost-user: rings placed there faulted the back end with SIGBUS)
+ * is refused; the front end stays connected and can send a good one. */
+START_TEST(region_past_end_of_file)
+{
+    struct vt t;
+    vt_init(&t, NULL);
+    char *log = log_to_file(&t);
+    negotiate(&t);
+    struct { uint32_t n, pad; uint64_t gpa, size, uva, off; } mt = {
+        1, 0, MEM_GPA, 2 * MEM_SIZE, MEM_UVA, 0 };
+    if (_i == 1) {
+        mt.size = MEM_SIZE;             /* fits, but not from that offset */
+        mt.off = 4096;
+    }
+    ck_assert_uint_eq(acked(&t, 5, &mt, sizeof(mt), &t.memfd, 1), 1);
+    ck_assert(log_has(log, _i ? "vhost-user-blk: region 0 (offset 4096, 1048576 bytes) "
+                                "runs past the end of its file (1048576 bytes)"
+                              : "vhost-user-blk: region 0 (offset 0, 2097152 bytes) "
+                                "runs past the end of its file (1048576 bytes)"));
+    /* rings where the refused region would have put them */
+    struct { uint32_t i, fl; uint64_t desc, used, avail, log; } a = {
+        0, 0, MEM_UVA + MEM_SIZE, MEM_UVA + MEM_SIZE + 0x1000,
+        MEM_UVA + MEM_SIZE + 0x2000, 0 };
+    ck_assert_uint_eq(acked(&t, 9, &a, sizeof(a), NULL, 0), 1);
+    ck_assert_int_eq(t.closed, 0);
+    negotiate(&t);
+    setup_ring(&t);
+    ck_assert_int_eq(request(&t, 0, 0, MEM_GPA + DATA_OFF, 512), 0);
+    free(log);
+    vt_fini(&t);
+}
+END_TEST
+
+/* Requests with a payload shorter than theirs (found by fuzz-vhost-user:
+ * the fields were read from what the previous message left) drop the
+ * front end. */
+static const struct { uint32_t req, size, want; } short_msgs[] = {
+    { 2, 4, 8 }, { 16, 0, 8 }, { 12, 7, 8 }, { 13, 0, 8 }, { 14, 0, 8 },
+    { 8, 4, 8 }, { 10, 0, 8 }, { 11, 4, 8 }, { 18, 0, 8 }, { 9, 32, 40 },
+    { 5, 4, 8 }, { 24, 8, 12 }, { 25, 0, 12 },
+};
+
+START_TEST(short_payloads)
+{
+    struct vt t;
+    uint8_t zero[64] = { 0 };
+    char want[128];
+    vt_init(&t, NULL);
+    char *log = log_to_file(&t);
+    negotiate(&t);
+    send_msg(&t, short_msgs[_i].req, 0, zero, short_msgs[_i].size, NULL, 0);
+    ck_assert_int_eq(t.closed, 1);
+    ck_assert(!vub_connected(t.v));
+    snprintf(want, sizeof(want), "vhost-user-blk: request %u with a %u-byte "
+             "payload (%u expected)", short_msgs[_i].req, short_msgs[_i].size,
+             short_msgs[_i].want);
+    ck_assert_msg(log_has(log, want), "no '%s' in the log", want);
+    free(log);
+    vt_fini(&t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hw-vhost-user");
@@ -496,6 +579,9 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, hostile_messages, 0, 2);
     tcase_add_test(tc, reconnect);
     tcase_add_test(tc, config_change_on_the_backend_channel);
+    tcase_add_loop_test(tc, region_past_end_of_file, 0, 2);
+    tcase_add_loop_test(tc, short_payloads, 0,
+                        (int)(sizeof(short_msgs) / sizeof(short_msgs[0])));
     suite_add_tcase(s, tc);
     return s;
 }
