@@ -337,6 +337,14 @@ int qcow2_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
     }
     lock_all(bs);
     int ret = need_writable(s, errp);
+    if (ret == 0 && s->lazy) {
+        /* Deferred refcounts out first: the image may stop being lazy. */
+        ret = qcow2_mark_clean(s);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not write the refcounts of '%s'",
+                             s->bs->filename);
+        }
+    }
     if (ret == 0 && version == 2 && s->version == 3) {
         if (s->refcount_order != 4) {
             error_setg(errp, "compat=0.10 requires refcount_bits=16");
@@ -367,6 +375,7 @@ int qcow2_amend(struct bdrv_node *bs, const struct bdrv_amend_opts *opts,
         free(bf);
         free(bfmt);
     }
+    s->lazy = s->writable && (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS);
     unlock_all(bs);
     return ret;
 }

@@ -30,6 +30,8 @@
 /* Metadata cache                                                      */
 /* ------------------------------------------------------------------ */
 
+static int cache_find(struct qcow2_cache *c, uint64_t off, bool *hit);
+
 int qcow2_cache_init(struct qcow2_cache *c, unsigned nb_tables, uint32_t table_size)
 {
     unsigned sets = 1;
@@ -42,7 +44,8 @@ int qcow2_cache_init(struct qcow2_cache *c, unsigned nb_tables, uint32_t table_s
     c->mem = calloc((size_t)sets * QCOW2_CACHE_WAYS, table_size);
     c->offset = calloc((size_t)sets * QCOW2_CACHE_WAYS, sizeof(uint64_t));
     c->stamp = calloc((size_t)sets * QCOW2_CACHE_WAYS, sizeof(uint64_t));
-    if (!c->mem || !c->offset || !c->stamp) {
+    c->dirty = calloc((size_t)sets * QCOW2_CACHE_WAYS, sizeof(bool));
+    if (!c->mem || !c->offset || !c->stamp || !c->dirty) {
         qcow2_cache_free(c);
         return -ENOMEM;
     }
@@ -54,8 +57,43 @@ void qcow2_cache_free(struct qcow2_cache *c)
     free(c->mem);
     free(c->offset);
     free(c->stamp);
+    free(c->dirty);
     c->mem = NULL;
     c->offset = c->stamp = NULL;
+    c->dirty = NULL;
+}
+
+/* Write slot `i` back if it holds changes (lazy refcounts). */
+static int slot_writeback(struct qcow2_cache *c, unsigned i)
+{
+    if (!c->dirty[i] || !c->offset[i]) {
+        return 0;
+    }
+    int ret = bdrv_pwrite(c->file, c->offset[i], c->mem + (size_t)i * c->table_size,
+                          c->table_size, 0);
+    if (ret == 0) {
+        c->dirty[i] = false;
+    }
+    return ret;
+}
+
+int qcow2_cache_writeback(struct qcow2_cache *c)
+{
+    int ret = 0;
+    for (unsigned i = 0; c->dirty && i < c->sets * QCOW2_CACHE_WAYS; i++) {
+        int r = slot_writeback(c, i);
+        ret = ret ? ret : r;
+    }
+    return ret;
+}
+
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint64_t off)
+{
+    bool hit;
+    int i = cache_find(c, off, &hit);
+    if (hit) {
+        c->dirty[i] = true;
+    }
 }
 
 static unsigned cache_set(const struct qcow2_cache *c, uint64_t off)
@@ -92,9 +130,16 @@ uint8_t *qcow2_cache_get(struct qcow2_state *s, struct qcow2_cache *c,
     if (hit) {
         return t;
     }
+    /* A deferred change in the victim goes to the file first. */
+    int w = slot_writeback(c, (unsigned)i);
+    if (w < 0) {
+        *ret = w;
+        return NULL;
+    }
     /* The slot loses its name before its bytes change and gets the new
      * one after: what the lock-free reader of read-only images relies on. */
     __atomic_store_n(&c->offset[i], 0, __ATOMIC_RELEASE);
+    c->dirty[i] = false;
     if (off + c->table_size > s->file_len) {
         *ret = -EIO;
         return NULL;
@@ -112,6 +157,12 @@ void qcow2_cache_put(struct qcow2_cache *c, uint64_t off, const void *data)
 {
     bool hit;
     int i = cache_find(c, off, &hit);
+    if (!hit && slot_writeback(c, (unsigned)i) < 0) {
+        /* Lost: the dirty bit is set, so the next open repairs it. */
+        log_error("qcow2: could not write back a refcount block at %#" PRIx64,
+                  c->offset[i]);
+    }
+    c->dirty[i] = false;
     __atomic_store_n(&c->offset[i], 0, __ATOMIC_RELEASE);
     memcpy(c->mem + (size_t)i * c->table_size, data, c->table_size);
     __atomic_store_n(&c->offset[i], off, __ATOMIC_RELEASE);
@@ -125,6 +176,7 @@ void qcow2_cache_drop(struct qcow2_cache *c, uint64_t off)
     if (hit) {
         c->offset[i] = 0;
         c->stamp[i] = 0;
+        c->dirty[i] = false;
     }
 }
 

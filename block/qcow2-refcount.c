@@ -178,14 +178,42 @@ struct rc_batch {
     uint64_t lo, hi;    /* changed bytes [lo, hi) inside it */
 };
 
+/* Lazy refcounts: the dirty bit goes on disk before the first refcount
+ * change is held back. */
+static int mark_dirty(struct qcow2_state *s)
+{
+    if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
+        return 0;
+    }
+    int ret = bdrv_flush(s->file);
+    return ret < 0 ? ret : qcow2_set_incompat(s, s->incompat | QCOW2_INCOMPAT_DIRTY);
+}
+
+int qcow2_mark_clean(struct qcow2_state *s)
+{
+    int ret = qcow2_cache_writeback(&s->rb_cache);
+    if (ret == 0) {
+        ret = bdrv_flush(s->file);
+    }
+    if (ret == 0 && (s->incompat & QCOW2_INCOMPAT_DIRTY)) {
+        ret = qcow2_set_incompat(s, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+    }
+    return ret;
+}
+
 static int batch_flush(struct qcow2_state *s, struct rc_batch *b)
 {
     if (!b->block) {
         return 0;
     }
-    int ret;
+    int ret = 0;
     uint8_t *t = qcow2_cache_get(s, &s->rb_cache, b->block, &ret);
-    if (t) {
+    if (t && s->lazy && (ret = mark_dirty(s)) == 0) {
+        qcow2_cache_mark_dirty(&s->rb_cache, b->block);
+        b->block = 0;
+        return 0;
+    }
+    if (t && ret == 0) {
         ret = bdrv_pwrite(s->file, b->block + b->lo, t + b->lo, b->hi - b->lo, 0);
     }
     if (ret < 0) {
@@ -399,7 +427,9 @@ static int pool_refill(struct qcow2_state *s)
         return -EIO;
     }
     ret = qcow2_grow_file(s, (start + n) << s->cluster_bits);
-    if (ret == 0) {
+    if (ret == 0 && !s->lazy) {
+        /* Refcounts durable before any L2 entry names these clusters;
+         * with lazy refcounts the dirty bit covers it instead. */
         ret = bdrv_flush(s->file);
     }
     if (ret < 0) {

@@ -629,6 +629,7 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
         !(s->l2_batch = malloc(s->cluster_size))) {
         FAIL(-ENOMEM, "Out of memory");
     }
+    s->l2_cache.file = s->rb_cache.file = s->file;
     s->free_hint = 1;
     s->pool_batch = 1u << 20;
     bs->total_size = s->size;
@@ -680,6 +681,7 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
                 FAIL(ret, "Could not update the header of '%s': %s", fn, strerror(-ret));
             }
         }
+        s->lazy = (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0;
     }
     return 0;
 
@@ -695,6 +697,10 @@ static void qcow2_close(struct bdrv_node *bs)
     if (s->writable) {
         release_space(bs);
     }
+    if (s->lazy && qcow2_mark_clean(s) < 0) {
+        log_error("qcow2 '%s': could not write deferred refcounts; the image stays "
+                  "dirty and is repaired at the next read-write open", bs->filename);
+    }
     free_state(s);
 }
 
@@ -709,7 +715,12 @@ static int qcow2_check(struct bdrv_node *bs, struct bdrv_check_result *res,
         qcow2_reclaim(s);
         qcow2_pool_release(s);
     }
-    int ret = qcow2_check_refcounts(s, fix, res, errp);
+    int ret = qcow2_cache_writeback(&s->rb_cache);    /* lazy refcounts */
+    if (ret == 0) {
+        ret = qcow2_check_refcounts(s, fix, res, errp);
+    } else {
+        error_setg_errno(errp, -ret, "Could not write the refcounts of '%s'", bs->filename);
+    }
     pthread_mutex_unlock(&bs->lock);
     pthread_rwlock_unlock(&s->io_lock);
     return ret;
@@ -872,7 +883,14 @@ static int qcow2_truncate(struct bdrv_node *bs, uint64_t size, struct error **er
 static int qcow2_flush(struct bdrv_node *bs)
 {
     struct qcow2_state *s = bs->opaque;
-    return s->data ? bdrv_flush(s->data) : 0;
+    int ret = s->data ? bdrv_flush(s->data) : 0;
+    if (ret == 0 && s->lazy) {
+        /* Deferred refcounts go out; the dirty bit stays until close. */
+        pthread_mutex_lock(&bs->lock);
+        ret = qcow2_cache_writeback(&s->rb_cache);
+        pthread_mutex_unlock(&bs->lock);
+    }
+    return ret;
 }
 
 static void qcow2_get_info(struct bdrv_node *bs, struct bdrv_info *info)
@@ -897,6 +915,14 @@ static int qcow2_reopen_prepare(struct bdrv_reopen_state *rs, struct error **err
         /* Hand reserved clusters back while the file is still writable;
          * harmless if the reopen is then aborted. */
         release_space(rs->bs);
+        if (s->lazy) {
+            int ret = qcow2_mark_clean(s);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Could not write the refcounts of '%s'",
+                                 rs->bs->filename);
+                return ret;
+            }
+        }
     }
     s->data_reopened = false;
     if (!rs->read_only && s->data && s->data->read_only) {
@@ -915,9 +941,11 @@ static void qcow2_reopen_commit(struct bdrv_reopen_state *rs)
     pthread_mutex_lock(&rs->bs->lock);
     if (rs->read_only) {
         s->writable = false;
+        s->lazy = false;
     } else {
         s->writable = true;
         s->free_hint = 1;
+        s->lazy = (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0;
     }
     pthread_mutex_unlock(&rs->bs->lock);
     if (rs->read_only && s->data && !s->data->read_only) {

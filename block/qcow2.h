@@ -118,7 +118,10 @@ struct qcow2_ext {
  * A small set-associative cache of one-cluster metadata tables (L2 tables
  * or refcount blocks), write-through: a changed entry is written to the
  * file at once, so the cache never holds dirty data and eviction is free.
- * Protected by the node's lock.
+ * The one exception: refcount blocks of an image written with lazy
+ * refcounts (dirty bit set) are written back on eviction and flush
+ * (`dirty` per slot, `file` to write them to). Protected by the node's
+ * lock.
  */
 #define QCOW2_CACHE_WAYS 4
 struct qcow2_cache {
@@ -128,6 +131,8 @@ struct qcow2_cache {
     uint64_t *offset;       /* host offset per slot, 0 = empty */
     uint64_t *stamp;        /* LRU clock per slot */
     uint64_t clock;
+    bool *dirty;            /* per slot: changed, not yet written */
+    struct bdrv_node *file;
 };
 
 struct qcow2_state {
@@ -224,6 +229,11 @@ struct qcow2_state {
     uint8_t *cow_buf2;              /* another (tail of a multi-cluster write) */
     uint8_t *l2_batch;              /* new L2 entries of a multi-cluster write */
     bool writable;                  /* opened read-write and header clean */
+    /* Lazy refcounts (compat bit) on a writable image: refcount block
+     * changes stay in the cache until flush, close or eviction; the dirty
+     * bit is set before the first one is deferred, so a crash is repaired
+     * at the next read-write open. */
+    bool lazy;
 };
 
 /* ---- byte order ---------------------------------------------------- */
@@ -306,6 +316,10 @@ uint8_t *qcow2_cache_get(struct qcow2_state *s, struct qcow2_cache *c,
 /* A freshly written table: put `data` into the cache under `off`. */
 void qcow2_cache_put(struct qcow2_cache *c, uint64_t off, const void *data);
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t off);
+/* Lazy refcounts: the block at `off` (cached) changed; written later. */
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint64_t off);
+/* Write every changed table back (flush of the file is the caller's). */
+int qcow2_cache_writeback(struct qcow2_cache *c);
 
 int qcow2_co_preadv(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                     const struct iovec *iov, int iovcnt, unsigned flags);
@@ -352,6 +366,11 @@ int qcow2_change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
                           enum change_mode mode, bool unmap);
 /* Real zeroes written over [from, to) through the write path (no locks held). */
 int qcow2_write_zero_buffers(struct bdrv_node *bs, uint64_t from, uint64_t to);
+
+/* ---- qcow2-refcount.c (lazy refcounts) ----------------------------- */
+/* Deferred refcounts written and flushed, then the dirty bit cleared.
+ * Caller holds bs->lock (or is opening/closing). */
+int qcow2_mark_clean(struct qcow2_state *s);
 
 /* ---- qcow2-subcluster.c -------------------------------------------- */
 int qcow2_get_mapping_sc(struct qcow2_state *s, const uint8_t *t, uint64_t l2_index,

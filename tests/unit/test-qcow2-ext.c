@@ -1,13 +1,16 @@
 /*
  * tests/unit/test-qcow2-ext.c — qcow2 features beyond the base format:
- * extended L2 entries (subclusters), external data files and internal
- * snapshots, with
+ * extended L2 entries (subclusters), external data files, internal
+ * snapshots and lazy refcounts (crash and repair), with
  * qemu-img and qemu-io as oracles for images either side makes.
  */
 #include "tests/unit/block-test.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <sys/wait.h>
+#include <time.h>
 
 static char *dir;
 
@@ -747,6 +750,114 @@ START_TEST(test_snapshot_hostile)
 }
 END_TEST
 
+/* ---- lazy refcounts ----------------------------------------------------- */
+
+START_TEST(test_lazy_clean_close)
+{
+    ck_assert_int_eq(sh("qemu-img create -q -f qcow2 -o lazy_refcounts=on,cluster_size=4096 "
+                        "l.qcow2 16M"), 0);
+    struct bdrv_node *bs = open_fmt("l.qcow2", "discard=unmap");
+    ck_assert_uint_eq(peek64("l.qcow2", 72) & 1, 0);   /* not before a write */
+    uint8_t b[100000];
+    memset(b, 0x61, sizeof(b));
+    ck_assert_int_eq(bdrv_pwrite(bs, 5000, b, sizeof(b), 0), 0);
+    ck_assert_uint_eq(peek64("l.qcow2", 72) & 1, 1);   /* dirty while open */
+    ck_assert_int_eq(bdrv_flush(bs), 0);
+    ck_assert_uint_eq(peek64("l.qcow2", 72) & 1, 1);
+    ck_assert_int_eq(bdrv_pdiscard(bs, 1 << 20, 1 << 20), 0);
+    bdrv_unref(bs);
+    ck_assert_uint_eq(peek64("l.qcow2", 72) & 1, 0);   /* clean after close */
+    ck_assert_int_eq(sh("qemu-img check -q l.qcow2 && qemu-io -f qcow2 "
+                        "-c 'read -P 0x61 5000 100000' l.qcow2 > r.out && "
+                        "! grep -q failed r.out"), 0);
+    /* Reopened read-only while dirty: the refcounts are written first. */
+    bs = open_fmt("l.qcow2", "");
+    ck_assert_int_eq(bdrv_pwrite(bs, 9 << 20, b, sizeof(b), 0), 0);
+    ck_assert_uint_eq(peek64("l.qcow2", 72) & 1, 1);
+    struct error *err = NULL;
+    ck_assert_int_eq(bdrv_reopen_read_only(bs, true, &err), 0);
+    ck_assert_uint_eq(peek64("l.qcow2", 72) & 1, 0);
+    ck_assert_int_eq(sh("qemu-img check -q -U l.qcow2"), 0);
+    bdrv_unref(bs);
+}
+END_TEST
+
+/* Writes `A` at [0, 1 MiB), flushes, says so on `fd`, then writes
+ * elsewhere until killed. */
+static void lazy_writer(const char *name, int fd, unsigned seed)
+{
+    struct bdrv_node *bs = open_fmt(name, "discard=unmap");
+    uint8_t *buf = malloc(200000);
+    memset(buf, 'A', 200000);
+    for (uint64_t off = 0; off < (1 << 20); off += 131072) {
+        if (bdrv_pwrite(bs, off, buf, 131072, 0) < 0) {
+            _exit(1);
+        }
+    }
+    if (bdrv_flush(bs) < 0 || write(fd, "f", 1) != 1) {
+        _exit(1);
+    }
+    memset(buf, 0x42, 200000);
+    for (int i = 0;; i++) {
+        uint64_t off = (1 << 20) + ((uint64_t)rand_r(&seed) * 4099) % ((30 << 20) - 200000);
+        uint32_t len = 1 + (uint32_t)rand_r(&seed) % 200000;
+        int op = rand_r(&seed) % 8;
+        if (op == 0) {
+            bdrv_pdiscard(bs, off, len);
+        } else if (op == 1) {
+            bdrv_pwrite_zeroes(bs, off, len, BDRV_REQ_MAY_UNMAP);
+        } else {
+            bdrv_pwrite(bs, off, buf, len, 0);
+        }
+        if (i % 16 == 15) {
+            bdrv_flush(bs);
+        }
+    }
+}
+
+START_TEST(test_lazy_crash)
+{
+    static const char *const kinds[] = {
+        "lazy_refcounts=on,cluster_size=65536",
+        "lazy_refcounts=on,cluster_size=4096,refcount_bits=4",
+        "lazy_refcounts=on,cluster_size=16384,extended_l2=on",
+    };
+    unsigned seed = (unsigned)time(NULL);
+    for (int run = 0; run < 12; run++) {
+        ck_assert_int_eq(sh("rm -f k.qcow2 && qemu-img create -q -f qcow2 -o %s k.qcow2 32M",
+                            kinds[run % 3]), 0);
+        int pfd[2];
+        ck_assert_int_eq(pipe(pfd), 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            close(pfd[0]);
+            lazy_writer("k.qcow2", pfd[1], seed + (unsigned)run);
+            _exit(0);
+        }
+        close(pfd[1]);
+        char c;
+        ck_assert_int_eq(read(pfd[0], &c, 1), 1);     /* the flushed part is in */
+        close(pfd[0]);
+        struct timespec ts = { 0, (long)(rand_r(&seed) % 100) * 1000000 };
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        ck_assert_msg(peek64("k.qcow2", 72) & 1, "run %d: dirty bit not set", run);
+        /* The next read-write open repairs; after it qemu-img finds the
+         * image clean, and what was flushed is there. */
+        struct bdrv_node *bs = open_fmt("k.qcow2", "");
+        bdrv_unref(bs);
+        ck_assert_uint_eq(peek64("k.qcow2", 72) & 1, 0);
+        ck_assert_msg(sh("qemu-img check -q k.qcow2") == 0, "run %d (%s, seed %u): check",
+                      run, kinds[run % 3], seed + (unsigned)run);
+        ck_assert_int_eq(sh("qemu-io -f qcow2 -c 'read -P 0x41 0 1M' k.qcow2 > r.out && "
+                            "! grep -q failed r.out"), 0);
+    }
+}
+END_TEST
+
 static Suite *qcow2_ext_suite(void)
 {
     Suite *s = suite_create("qcow2-ext");
@@ -775,6 +886,12 @@ static Suite *qcow2_ext_suite(void)
     tcase_add_test(tc, test_snapshot_qemu_made);
     tcase_add_test(tc, test_snapshot_refused);
     tcase_add_test(tc, test_snapshot_hostile);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lazy-refcounts");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_lazy_clean_close);
+    tcase_add_test(tc, test_lazy_crash);
     suite_add_tcase(s, tc);
     return s;
 }
