@@ -206,7 +206,8 @@ static bool read_atom(struct cfg_lex *lx, struct xen_cfg_item *it, const char *a
         lex_err_at(lx, lx->line, lx->col, "a list inside a list");
     else if (c == -1 || c == '\n' || c == ';')
         lex_err_at(lx, lx->line, lx->col, "expected a value after %s", after);
-    else if (c >= 0x21 && c < 0x7f)
+    else if (is_ident(c) || c == '/' || c == '-')
+        /* most likely a bare word meant as a string */
         lex_err_at(lx, lx->line, lx->col, "expected a value after %s, not '%c' "
                    "(strings need quotes)", after, c);
     else
