@@ -43,9 +43,10 @@ static int gpt_find(struct blk_backend *blk, int num, uint64_t disk,
                    count);
         return -ENOENT;
     }
-    uint64_t pos = lba * SECTOR + (uint64_t)(num - 1) * esize;
     uint8_t e[128];
-    if (lba == 0 || pos + sizeof(e) > disk) {
+    /* lba * SECTOR must not wrap round to a small offset inside the disk */
+    uint64_t pos = lba * SECTOR + (uint64_t)(num - 1) * esize;
+    if (lba == 0 || lba > disk / SECTOR || pos + sizeof(e) > disk) {
         error_setg(errp, "GPT entries lie outside the disk");
         return -EINVAL;
     }
