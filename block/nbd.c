@@ -41,6 +41,8 @@ struct nbd_client_batch {
     unsigned pending;           /* commands whose free callback has not run */
     int err;                    /* first failure, positive errno */
     bool timed_out;             /* the watchdog gave up on it */
+    struct nbd_client_batch *wake_next; /* in s->to_wake */
+    bool wake_queued;
     pthread_cond_t cond;        /* signalled when pending drops to 0 */
 };
 
@@ -62,6 +64,10 @@ struct nbd_client_state {
     uint64_t poll_deadline;     /* when the watchdog wakes by itself; 0 = never */
     bool dead;                  /* connection gone: fail fast with EIO */
     bool leading;               /* a caller drives the socket */
+    pthread_t leader;           /* which, while leading */
+    /* Batches the leader completed while inside libnbd: woken once it is
+     * out, so they do not wake only to wait for the handle's lock. */
+    struct nbd_client_batch *to_wake;
     bool said_gone;             /* the loss of the connection was logged */
     bool closing;               /* close: a disconnect is no news */
     bool stopping;              /* close: the watchdog exits */
@@ -285,11 +291,20 @@ static int nbd_client_cmd_done(void *opaque, int *error)
 static void nbd_client_cmd_free(void *opaque)
 {
     struct nbd_client_batch *b = opaque;
-    pthread_mutex_lock(&b->s->mu);
+    struct nbd_client_state *s = b->s;
+    pthread_mutex_lock(&s->mu);
     if (--b->pending == 0) {
-        pthread_cond_signal(&b->cond);
+        if (s->leading && pthread_equal(s->leader, pthread_self())) {
+            if (!b->wake_queued) {
+                b->wake_queued = true;
+                b->wake_next = s->to_wake;
+                s->to_wake = b;
+            }
+        } else {
+            pthread_cond_signal(&b->cond);
+        }
     }
-    pthread_mutex_unlock(&b->s->mu);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static nbd_completion_callback nbd_client_cb(struct nbd_client_batch *b)
@@ -398,6 +413,17 @@ static void nbd_client_gone(struct nbd_client_state *s)
     }
 }
 
+/* Wake the batches the leader completed. Called under mu. */
+static void nbd_client_flush_wakes(struct nbd_client_state *s)
+{
+    while (s->to_wake) {
+        struct nbd_client_batch *b = s->to_wake;
+        s->to_wake = b->wake_next;
+        b->wake_queued = false;
+        pthread_cond_signal(&b->cond);
+    }
+}
+
 /*
  * Drive the socket for every caller until batch b is complete: send what
  * libnbd has queued, read replies (their callbacks complete other
@@ -432,6 +458,9 @@ static void nbd_client_lead(struct nbd_client_state *s, struct nbd_client_batch 
         if (pfd[1].fd >= 0 && pfd[1].revents) {
             nbd_client_notify(s->h, pfd[1].revents);
         }
+        pthread_mutex_lock(&s->mu);
+        nbd_client_flush_wakes(s);
+        pthread_mutex_unlock(&s->mu);
         if (nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h)) {
             nbd_client_gone(s);
         }
@@ -471,6 +500,7 @@ static int nbd_client_batch_wait(struct nbd_client_batch *b)
     while (b->pending) {
         if (!s->leading) {
             s->leading = true;
+            s->leader = pthread_self();
             pthread_mutex_unlock(&s->mu);
             nbd_client_lead(s, b);
             pthread_mutex_lock(&s->mu);
@@ -481,6 +511,14 @@ static int nbd_client_batch_wait(struct nbd_client_batch *b)
     }
     if (!s->leading) {
         nbd_client_handoff(s, b);
+    }
+    if (b->wake_queued) {
+        /* completed by the leader before we waited: off its list */
+        struct nbd_client_batch **pp = &s->to_wake;
+        while (*pp != b) {
+            pp = &(*pp)->wake_next;
+        }
+        *pp = b->wake_next;
     }
     *b->pprev = b->next;
     if (b->next) {
