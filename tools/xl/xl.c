@@ -705,17 +705,20 @@ static void load_domain_cfg(struct xl_ctx *c, const char *file,
         size_t len;
         char *text = read_cfg_file(file, &len);
 
+        int r;
+
         fprintf(stderr, "Parsing config from %s\n", file);
-        if (xen_cfg_parse(&cfg, file, text, len, &err) < 0)
-            die_err(err);
+        r = xen_cfg_parse(&cfg, file, text, len, &err);
         free(text);
+        if (r < 0)
+            goto out_die;
     }
     for (size_t i = 0; i < nover; i++)
         if (xen_cfg_parse(&cfg, "command line", overrides[i], strlen(overrides[i]),
                           &err) < 0)
-            die_err(err);
+            goto out_die;
     if (xen_xl_domain_from_cfg(&cfg, dom, &err) < 0)
-        die_err(err);
+        goto out_die;
     xen_cfg_free(&cfg);
     if (!dom->name || !*dom->name)
         die("%s: domain name must be specified (name = \"...\")", what);
@@ -726,6 +729,11 @@ static void load_domain_cfg(struct xl_ctx *c, const char *file,
             fprintf(stderr, "%s %s", i ? "," : "", dom->ignored[i]);
         fputc('\n', stderr);
     }
+    return;
+
+out_die:
+    xen_cfg_free(&cfg);
+    die_err(err);
 }
 
 static int cmd_create(struct xl_ctx *c, int argc, char **argv)
