@@ -250,6 +250,8 @@ struct bdrv_qcow2_info {
     bool corrupt;
     bool extended_l2;
     const char *compression_type;   /* "zlib" or "zstd" */
+    const char *data_file;          /* external data file as stored; NULL none */
+    bool data_file_raw;
 };
 void bdrv_get_qcow2_info(struct bdrv_node *bs, struct bdrv_qcow2_info *qi);
 

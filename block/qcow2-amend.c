@@ -390,4 +390,6 @@ void qcow2_get_format_info(struct bdrv_node *bs, struct bdrv_qcow2_info *qi)
     qi->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
     qi->extended_l2 = (s->incompat & QCOW2_INCOMPAT_EXTL2) != 0;
     qi->compression_type = s->compression == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib";
+    qi->data_file = s->data ? s->data_file : NULL;
+    qi->data_file_raw = s->data_raw;
 }

@@ -496,6 +496,10 @@ START_TEST(test_data_file_modes)
     /* Opened read-write: the data file is writable too. */
     bs = open_fmt("sub/m.qcow2", "");
     ck_assert_int_gt(bt_write_fds(dp), 0);
+    struct bdrv_qcow2_info qi = { 0 };
+    bdrv_get_qcow2_info(bs, &qi);
+    ck_assert_str_eq(qi.data_file, "d.raw");
+    ck_assert(!qi.data_file_raw);
     bdrv_unref(bs);
     /* A missing data file: a clear error. */
     ck_assert_int_eq(sh("rm sub/d.raw"), 0);
