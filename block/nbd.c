@@ -43,7 +43,8 @@ struct nbd_client_batch {
     bool timed_out;             /* the watchdog gave up on it */
     struct nbd_client_batch *wake_next; /* in s->to_wake */
     bool wake_queued;
-    pthread_cond_t cond;        /* signalled when pending drops to 0 */
+    pthread_cond_t cond;        /* signalled when pending drops to 0, or
+                                 * to hand the caller the lead */
 };
 
 struct nbd_client_state {
@@ -88,12 +89,6 @@ static int nbd_client_err(void)
 {
     return nbd_client_errno_map(nbd_get_errno());
 }
-static bool nbd_client_is_uri(const char *s)
-{
-    return s && (!strncmp(s, "nbd://", 6) || !strncmp(s, "nbds://", 7) ||
-                 !strncmp(s, "nbd+unix://", 11) || !strncmp(s, "nbds+unix://", 12));
-}
-
 /* A formatted string in new memory, or NULL. */
 static char *__attribute__((format(printf, 1, 2))) nbd_client_printf(const char *fmt, ...)
 {
@@ -682,7 +677,7 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
     char *uri = NULL;
     int ret;
 
-    if (!nbd_client_is_uri(bs->filename)) {
+    if (!nbd_uri_is_nbd(bs->filename)) {
         error_setg(errp, "'%s' is not an NBD URI (nbd://host[:port]/export or "
                    "nbd+unix:///export?socket=PATH)", bs->filename ? bs->filename : "");
         return -EINVAL;
