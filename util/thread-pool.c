@@ -116,17 +116,26 @@ static void *tpool_worker(void *opaque)
         req->next = NULL;
         *pool->done_tail = req;
         pool->done_tail = &req->next;
-        /* Written under the lock so that tpool_free, once it sees no work
-         * running, knows no worker is about to touch done_fd. */
-        if (!pool->done_signalled) {
-            pool->done_signalled = true;
-            uint64_t one = 1;
-            ssize_t n = write(pool->done_fd, &one, sizeof(one));
-            (void)n;
-        }
+        bool signal = !pool->done_signalled;
+        pool->done_signalled = true;
         pool->running--;
         if (pool->waiting && pool->running == 0 && pool->queued == 0) {
             pthread_cond_broadcast(&pool->idle_cond);
+        }
+        if (signal) {
+            /* Written without the lock: the loop thread it wakes takes
+             * the lock at once, and would otherwise wait for it (two more
+             * futex calls and a context switch per completion). Safe, as
+             * tpool_free closes done_fd only once every worker has exited,
+             * which takes the lock again first. A write after tpool_free
+             * or a nested run has collected the request is a spurious
+             * wake-up, never a lost one: done_signalled was set with the
+             * request queued. */
+            pthread_mutex_unlock(&pool->lock);
+            uint64_t one = 1;
+            ssize_t n = write(pool->done_fd, &one, sizeof(one));
+            (void)n;
+            pthread_mutex_lock(&pool->lock);
         }
     }
 
