@@ -131,6 +131,10 @@ $XL create --domid 7 -f "$T/guest.cfg" 'name = "seven"' 'disk = []' --no-start >
 xs_is /local/domain/7/name seven
 xenstore-list /local/domain/7/device/vbd > "$T/l7"
 [ ! -s "$T/l7" ] || fail "domain 7 has disks: $(cat "$T/l7")"
+# --disk specs come after the file's disks
+$XL create -n "$T/guest.cfg" 'name="g9"' --disk "$T/c.img,,hdd,ro" > "$T/dry" 2>/dev/null
+grep -q "^$BE/vbd/3/5696/params = \"$T/c.img\"\$" "$T/dry" || fail "--disk with a file: $(cat "$T/dry")"
+grep -q "^$BE/vbd/3/768/dev = \"hda\"\$" "$T/dry" || fail "--disk with a file lost hda"
 $XL create 'name="bare"' "disk=['$T/a.img,,hda']" --no-start > "$T/out"
 echo "Domain 3 (bare) created" > "$T/want"
 same_lines "$T/want" "$T/out"
@@ -214,10 +218,13 @@ EOF
 expect_fail 1 "Parsing config from $T/false.cfg
 diskdm-xl: device model for domain 4 exited (status 1)" $XL create "$T/false.cfg"
 xs_absent /local/domain/4/domid
-$XL --diskdm "$DISKDM" create "$T/false.cfg" --dm-log "$T/dm4.log" > "$T/out" 2>/dev/null
+$XL --diskdm "$DISKDM" create "$T/false.cfg" --dm-log "$T/dm4.log" -- -v > "$T/out" 2>/dev/null
 echo "Domain 4 (f) created" > "$T/want"
 same_lines "$T/want" "$T/out"
 xs_is /local/domain/0/device-model/4/state running
+pid4=$(xenstore-read /local/domain/4/image/device-model-pid)
+tr '\0' ' ' < "/proc/$pid4/cmdline" | grep -q -- "^diskdm --domid 4 -v $" ||
+    fail "arguments after --: $(tr '\0' ' ' < "/proc/$pid4/cmdline")"
 ok "device_model_override"
 
 # A device model that went away shows as exited.
@@ -225,7 +232,6 @@ alive() { # alive PID: the process exists and is not a zombie
     _st=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
     [ -n "$_st" ] && [ "$_st" != Z ]
 }
-pid4=$(xenstore-read /local/domain/4/image/device-model-pid)
 kill -KILL "$pid4"
 i=0
 while alive "$pid4"; do
