@@ -1324,9 +1324,10 @@ int qcow2_change_clusters(struct bdrv_node *bs, uint64_t offset, uint64_t bytes,
         if (s->ext_l2 && type == QCOW2_C_NORMAL && mode == CHANGE_ZERO && !unmap) {
             /* Keep our cluster, every subcluster reading as zeroes. */
             uint64_t rc = 0;
-            bool owned = (old & QCOW2_OFLAG_COPIED) &&
-                         qcow2_get_refcount(s, (old & QCOW2_L2E_OFFSET_MASK) >>
-                                            s->cluster_bits, &rc) == 0 && rc == 1;
+            bool owned = s->data ||
+                         ((old & QCOW2_OFLAG_COPIED) &&
+                          qcow2_get_refcount(s, (old & QCOW2_L2E_OFFSET_MASK) >>
+                                             s->cluster_bits, &rc) == 0 && rc == 1);
             e = owned ? old : 0;
             bm = QCOW2_BM_ZERO_ALL;
         } else if (s->ext_l2 && mode != CHANGE_EMPTY) {

@@ -128,10 +128,6 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
         error_setg(errp, "Backing file and data-file-raw cannot be used at the same time");
         return -EINVAL;
     }
-    if (opts->data_file && opts->extended_l2) {
-        error_setg(errp, "Extended L2 entries with an external data file are not supported");
-        return -ENOTSUP;
-    }
     if (opts->data_file && !opts->data_file[0]) {
         error_setg(errp, "data-file must not be empty");
         return -EINVAL;

@@ -558,7 +558,7 @@ static int count_l1(struct recount *r, uint64_t l1_off, uint32_t l1_size, uint8_
             enum qcow2_ctype t = qcow2_classify(s, l2e);
             if (s->ext_l2 && t != QCOW2_C_COMPRESSED) {
                 uint64_t bm = qcow2_be64(buf + (uint64_t)j * 16 + 8);
-                if ((!(l2e & QCOW2_L2E_OFFSET_MASK) && (bm & QCOW2_BM_ALLOC_ALL)) ||
+                if ((t == QCOW2_C_UNALLOCATED && (bm & QCOW2_BM_ALLOC_ALL)) ||
                     (bm & (bm >> 32) & QCOW2_BM_ALLOC_ALL)) {
                     r->bad_bitmaps++;
                 }

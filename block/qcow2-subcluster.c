@@ -35,7 +35,7 @@ static int qcow2_check_ext_entry(struct qcow2_state *s, uint64_t e, uint64_t bm)
         qcow2_signal_corruption(s, "cluster offset %#" PRIx64 " is not cluster aligned", host);
         return -EIO;
     }
-    if (!host && (bm & QCOW2_BM_ALLOC_ALL)) {
+    if (ty == QCOW2_C_UNALLOCATED && (bm & QCOW2_BM_ALLOC_ALL)) {
         qcow2_signal_corruption(s, "subcluster allocation bitmap %#" PRIx64 " set for an "
                                 "unallocated cluster", bm);
         return -EIO;
@@ -112,7 +112,7 @@ static int sc_fill(struct bdrv_node *bs, uint64_t start, uint64_t e, uint64_t bm
         uint64_t n = MIN(b, (uint64_t)(sc + 1) << s->sc_bits) - a;
         int ret = 0;
         if (st == QCOW2_C_NORMAL) {
-            ret = bdrv_pread(s->file, (e & QCOW2_L2E_OFFSET_MASK) + a, buf, n);
+            ret = bdrv_pread(qcow2_data_node(s), (e & QCOW2_L2E_OFFSET_MASK) + a, buf, n);
         } else if (st == QCOW2_C_ZERO_PLAIN || !bs->backing || start + a >= s->size) {
             memset(buf, 0, n);
         } else {
@@ -159,8 +159,11 @@ int qcow2_ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     }
     enum qcow2_ctype ty = qcow2_classify(s, e);
     uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
-    bool owned = ty == QCOW2_C_NORMAL && (e & QCOW2_OFLAG_COPIED) &&
-                 qcow2_get_refcount(s, host >> s->cluster_bits, &rc) == 0 && rc == 1;
+    /* A data file's clusters are never shared (implicit refcount 1). */
+    bool owned = ty == QCOW2_C_NORMAL &&
+                 (s->data || ((e & QCOW2_OFLAG_COPIED) &&
+                              qcow2_get_refcount(s, host >> s->cluster_bits, &rc) == 0 &&
+                              rc == 1));
 
     if (owned || ty == QCOW2_C_UNALLOCATED) {
         unsigned sc0 = (unsigned)(in >> s->sc_bits);
@@ -168,7 +171,9 @@ int qcow2_ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
         uint64_t a = (uint64_t)sc0 << s->sc_bits, b = (uint64_t)(sc1 + 1) << s->sc_bits;
         uint64_t head = (bm >> sc0) & 1 ? 0 : in - a;
         uint64_t tail = (bm >> sc1) & 1 ? 0 : b - in - n;
-        if (!owned) {
+        if (!owned && s->data) {
+            host = start;       /* a data file maps guest offsets 1:1 */
+        } else if (!owned) {
             bool fresh;
             int64_t h = qcow2_alloc_cluster(s, &fresh);
             if (h < 0) {
@@ -198,14 +203,14 @@ int qcow2_ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
             memcpy(g, s->cow_buf, head);
             iov_to_buf(iov, iovcnt, iov_off, g + head, n);
             memcpy(g + head + n, s->cow_buf2, tail);
-            ret = bdrv_pwrite(s->file, host + in - head, g, head + n + tail, 0);
+            ret = bdrv_pwrite(qcow2_data_node(s), host + in - head, g, head + n + tail, 0);
             free(g);
         } else {
             cnt += m;
             if (tail) {
                 v[cnt++] = (struct iovec){ s->cow_buf2, tail };
             }
-            ret = bdrv_pwritev(s->file, host + in - head, v, cnt, 0);
+            ret = bdrv_pwritev(qcow2_data_node(s), host + in - head, v, cnt, 0);
         }
         if (ret < 0) {
             return ret;
@@ -220,6 +225,10 @@ int qcow2_ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     }
 
     /* Shared or compressed: a new cluster with everything in it. */
+    if (s->data) {
+        qcow2_signal_corruption(s, "compressed cluster in an image with a data file");
+        return -EIO;
+    }
     if (ty == QCOW2_C_COMPRESSED) {
         ret = qcow2_read_compressed(s, e, s->cow_buf);
     } else {
@@ -270,7 +279,7 @@ static int ext_zero_subclusters(struct bdrv_node *bs, uint64_t cur, uint64_t n)
     }
     enum qcow2_ctype ty = qcow2_classify(s, e);
     if (ty == QCOW2_C_COMPRESSED ||
-        (ty == QCOW2_C_NORMAL &&
+        (ty == QCOW2_C_NORMAL && !s->data &&
          !((e & QCOW2_OFLAG_COPIED) &&
            qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits, &rc) == 0 &&
            rc == 1))) {

@@ -635,10 +635,6 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     bs->total_size = s->size;
 
     if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
-        if (s->ext_l2) {
-            FAIL(-ENOTSUP, "'%s': extended L2 entries with an external data file are "
-                 "not supported", fn);
-        }
         ret = open_data_file(s, errp);
         if (ret < 0) {
             goto out_free;

@@ -395,6 +395,8 @@ START_TEST(test_data_file_read_qemu)
         "data_file=d.raw,data_file_raw=on",
         "data_file=d.raw,cluster_size=4096,refcount_bits=1",
         "data_file=d.raw,preallocation=metadata,cluster_size=512",
+        "data_file=d.raw,extended_l2=on",
+        "data_file=d.raw,data_file_raw=on,extended_l2=on,cluster_size=16384",
     };
     for (size_t i = 0; i < ARRAY_SIZE(matrix); i++) {
         ck_assert_int_eq(sh("rm -f q.qcow2 d.raw ref.raw && qemu-img create -q -f qcow2 -o '%s' "
@@ -416,7 +418,8 @@ START_TEST(test_data_file_read_qemu)
 }
 END_TEST
 
-static void data_file_write_check(uint32_t cs, bool raw, bool backing, unsigned seed)
+static void data_file_write_check(uint32_t cs, bool raw, bool backing, bool ext,
+                                  unsigned seed)
 {
     ck_assert_int_eq(sh("rm -f w.qcow2 wd.raw ref.raw b.qcow2"), 0);
     if (backing) {
@@ -425,7 +428,8 @@ static void data_file_write_check(uint32_t cs, bool raw, bool backing, unsigned 
     }
     char *p = path("w.qcow2");
     struct bdrv_create_opts co = { .size = 8 << 20, .cluster_size = cs,
-                                   .data_file = "wd.raw", .data_file_raw = raw };
+                                   .data_file = "wd.raw", .data_file_raw = raw,
+                                   .extended_l2 = ext };
     if (backing) {
         co.backing_file = "b.qcow2";
         co.backing_format = "qcow2";
@@ -460,10 +464,13 @@ static void data_file_write_check(uint32_t cs, bool raw, bool backing, unsigned 
 
 START_TEST(test_data_file_write)
 {
-    data_file_write_check(65536, false, false, 11);
-    data_file_write_check(4096, true, false, 12);
-    data_file_write_check(65536, false, true, 13);
-    data_file_write_check(512, false, false, 14);
+    data_file_write_check(65536, false, false, false, 11);
+    data_file_write_check(4096, true, false, false, 12);
+    data_file_write_check(65536, false, true, false, 13);
+    data_file_write_check(512, false, false, false, 14);
+    /* With subclusters too. */
+    data_file_write_check(65536, false, true, true, 15);
+    data_file_write_check(16384, true, false, true, 16);
 }
 END_TEST
 
