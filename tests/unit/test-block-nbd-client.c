@@ -2,8 +2,9 @@
  * tests/unit/test-block-nbd-client.c — the nbd driver's concurrency,
  * request timeout and QEMU option form (block/nbd.c, block/options.c):
  * servers that stop answering (a Python oldstyle server that never
- * replies, nbdkit's delay filter), 64 requests in flight against an
- * nbdkit whose answers come back out of order, and server.* options
+ * replies, nbdkit's delay filter), 16 reads a server answers only once
+ * all are in (last first), 64 requests in flight against an nbdkit whose
+ * answers come back out of order, and server.* options
  * against qemu-nbd and diskdm-nbd with every error they can draw.
  */
 #include "tests/unit/block-test.h"
@@ -149,9 +150,29 @@ static const char hostile_py[] =
     "while True:\n"
     "    c, _ = s.accept()\n"
     "    held.append(c)\n"
-    "    if mode == 'oldstyle':\n"
+    "    if mode in ('oldstyle', 'gather'):\n"
     "        c.sendall(b'NBDMAGIC' + struct.pack('>QQI', 0x00420281861253, 1 << 20, 5)\n"
-    "                  + bytes(124))\n";
+    "                  + bytes(124))\n"
+    "    if mode != 'gather':\n"
+    "        continue\n"
+    "    # answer nothing until 16 reads are in, then all of them, last first\n"
+    "    f = c.makefile('rb')\n"
+    "    got = []\n"
+    "    while True:\n"
+    "        hdr = f.read(28)\n"
+    "        if len(hdr) < 28:\n"
+    "            break\n"
+    "        magic, flags, typ, handle, off, n = struct.unpack('>IHHQQI', hdr)\n"
+    "        if typ == 2:\n"
+    "            break\n"
+    "        got.append((handle, off, n))\n"
+    "        if len(got) < 16:\n"
+    "            continue\n"
+    "        for handle, off, n in reversed(got):\n"
+    "            data = bytes(((off + i) * 7 + 3) & 255 for i in range(n))\n"
+    "            c.sendall(struct.pack('>IIQ', 0x67446698, 0, handle) + data)\n"
+    "        got = []\n"
+    "    c.close()\n";
 
 static void hostile_start(const char *mode)
 {
@@ -254,6 +275,21 @@ static void *waiter_run(void *opaque)
     return NULL;
 }
 
+/* A read whose data must be the image pattern (seed 3); ret -EILSEQ if not. */
+static void *waiter_check_run(void *opaque)
+{
+    struct waiter *w = opaque;
+    uint8_t buf[4096];
+    uint64_t off = (uint64_t)w->idx * 4096;
+    w->ret = bdrv_pread(w->bs, off, buf, sizeof(buf));
+    for (size_t i = 0; w->ret == 0 && i < sizeof(buf); i++) {
+        if (buf[i] != (uint8_t)((off + i) * 7 + 3)) {
+            w->ret = -EILSEQ;
+        }
+    }
+    return NULL;
+}
+
 START_TEST(test_timeout_many_waiting)
 {
     char log[PATH_MAX];
@@ -276,6 +312,32 @@ START_TEST(test_timeout_many_waiting)
     }
     ck_assert_int_ge(timed_out, 1);
     ck_assert_int_eq(count_lines(log, "did not answer within"), 1);
+    bdrv_unref(bs);
+    server_stop("h");
+}
+END_TEST
+
+/*
+ * A server that answers nothing until 16 reads have arrived, then answers
+ * them last first: only a client with the 16 in flight at once gets its
+ * data (one that sends a request at a time times out), and each reply
+ * must land in its own caller's buffer.
+ */
+START_TEST(test_sixteen_in_flight_reversed)
+{
+    hostile_start("gather");
+    struct bdrv_node *bs = bt_open_ok(
+        "driver=nbd,filename=nbd+unix:///?socket=%s/h.sock&timeout=20", dir);
+    struct waiter w[16];
+    pthread_t th[16];
+    for (int i = 0; i < 16; i++) {
+        w[i] = (struct waiter){ .bs = bs, .idx = i * 3 };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, waiter_check_run, &w[i]), 0);
+    }
+    for (int i = 0; i < 16; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(w[i].ret == 0, "read %d: %d", i, w[i].ret);
+    }
     bdrv_unref(bs);
     server_stop("h");
 }
@@ -772,6 +834,7 @@ int main(void)
     tcase_add_test(tc, test_timeout_silent_server);
     tcase_add_test(tc, test_timeout_option_form_write);
     tcase_add_test(tc, test_timeout_many_waiting);
+    tcase_add_test(tc, test_sixteen_in_flight_reversed);
     tcase_add_test(tc, test_timeout_nbdkit_delay);
     tcase_add_test(tc, test_handshake_timeout);
     tcase_add_test(tc, test_concurrent_out_of_order);
