@@ -9,7 +9,9 @@
  * "pair OPS CEILING_IOPS BACKEND_IOPS RATIO". -S goes sequentially (what
  * qemu-img bench does) instead of to random offsets; -w writes instead of
  * reading; -B lets the backend block the loop (blk_config.may_block, as
- * a tool may); -a picks the file node's aio= mode.
+ * a tool may); -a picks the file node's aio= mode. BENCH_DEBUG=1 in the
+ * environment shows the block layer's debug messages (writes handed off
+ * because they blocked, say).
  *
  * Usage: bench-blk [-m blk|pread|pair] [-S] [-w] [-B] [-c COUNT] [-s SIZE]
  *                  [-t CACHE] [-a auto|threads|io_uring] FILE
@@ -159,7 +161,7 @@ int main(int argc, char **argv)
     struct bench b = { .cache = "writeback", .aio = "auto", .size = 4096, .fd = -1 };
     uint64_t count = 100000;
     int c;
-    log_init("bench-blk", LOG_WARN);
+    log_init("bench-blk", getenv("BENCH_DEBUG") ? LOG_DEBUG : LOG_WARN);
     while ((c = getopt(argc, argv, "m:c:s:t:a:SwB")) != -1) {
         switch (c) {
         case 'w':
