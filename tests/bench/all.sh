@@ -7,6 +7,7 @@
 #   bench-qcow2.sh  qcow2 vs raw vs qemu-img bench; first-write allocation
 #   bench-img.sh    diskdm-img convert and bench vs qemu-img
 #   bench-nbd.sh    diskdm-nbd vs qemu-nbd and nbdkit through nbdcopy
+#   bench-nbd-client.sh  the nbd:// client (diskdm-img bench) vs qemu-img bench
 #   bench-vhost.sh  a Linux guest's dd on diskdm-vhost vs qemu-storage-daemon
 set -eu
 SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,7 +21,7 @@ section "block backend (tests/bench/run.sh)"
 sh "$B/run.sh" || rc=1
 section "virtio-blk, 4K random reads at QD32 (bench-virtio)"
 "$BUILD/tests/bench/bench-virtio" -d "${BENCH_DIR:-/var/tmp}" || rc=1
-for s in bench-qcow2 bench-img bench-nbd bench-vhost; do
+for s in bench-qcow2 bench-img bench-nbd bench-nbd-client bench-vhost; do
     section "$s.sh"
     sh "$B/$s.sh" || rc=1
 done

@@ -162,3 +162,12 @@ for c in amend commit create resize; do
     same_err 1 $c -U a.qcow2
 done
 ok "-U"
+
+# --- --image-opts: info names the node's file, not the option string ---------
+for o in driver=qcow2,file.filename=a.qcow2 driver=qcow2,file.driver=file,file.filename=./a.qcow2 \
+         file.filename=a.qcow2; do
+    want=$(qemu-img info --image-opts "$o" | head -1)
+    got=$("$IMG" info --image-opts "$o" | head -1)
+    [ "$got" = "$want" ] || fail "info --image-opts $o: '$got', qemu-img '$want'"
+done
+ok "info --image-opts names"

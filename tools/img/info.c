@@ -206,8 +206,9 @@ int img_cmd_info(int argc, char **argv)
         bdrv_get_qcow2_info(n, &qi);
         /* qemu-img shows the top's name as given (backing files by the
          * name they were opened with), but an NBD export by its node's
-         * name: nbd+unix://?socket=P, nbd://H:PORT/E, whatever was typed. */
-        if (n == bs && !over_nbd(n)) {
+         * name: nbd+unix://?socket=P, nbd://H:PORT/E, whatever was typed;
+         * with --image-opts the node's file name, not the option string. */
+        if (n == bs && !over_nbd(n) && !fl.image_opts) {
             info.filename = filename;
         }
         if (json) {
