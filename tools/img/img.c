@@ -57,7 +57,9 @@ static const struct img_cmd img_cmds[] = {
     { "resize", img_cmd_resize,
       "resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] "
       "[--shrink] filename [+ | -]size" },
-    { "snapshot", img_cmd_snapshot, "snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename" },
+    { "snapshot", img_cmd_snapshot,
+      "snapshot [--object objectdef] [--image-opts] [-U] [-q] "
+      "[-l | -a snapshot | -c snapshot | -d snapshot] filename" },
 };
 
 static void usage(FILE *out)
