@@ -371,10 +371,14 @@ static int resolve_driver(const char *name, const struct bdrv_ops **drv,
     return 0;
 }
 
-/* The protocol driver a bare filename names: nbd://, nbds://, nbd+unix://
- * and nbds+unix:// are NBD exports; anything else is a POSIX file. */
+/* The protocol driver a bare filename names: nbd://, nbds://, nbd+unix://,
+ * nbds+unix:// and the legacy nbd:... forms are NBD exports; anything else
+ * is a POSIX file (./nbd:x names a file). */
 static const char *protocol_for_filename(const char *filename)
 {
+    if (nbd_uri_is_legacy(filename)) {
+        return "nbd";
+    }
     static const char *const nbd_schemes[] = {
         "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
     };
@@ -384,6 +388,23 @@ static const char *protocol_for_filename(const char *filename)
         }
     }
     return "file";
+}
+
+/* A legacy nbd:... filename becomes the URI QEMU names it by (and which
+ * the nbd driver opens); anything else is left alone. */
+static int legacy_nbd_to_uri(char **filename, struct error **errp)
+{
+    char *uri;
+    if (!nbd_uri_is_legacy(*filename)) {
+        return 0;
+    }
+    int ret = nbd_uri_from_legacy(*filename, &uri, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    free(*filename);
+    *filename = uri;
+    return 0;
 }
 
 /* Open `opts` (the node's own, not yet inherited) as a child of parent
@@ -405,6 +426,10 @@ static struct bdrv_node *open_inherit(const struct bdrv_open_opts *in,
     if (filename_override) {
         free(o.filename);
         o.filename = strdup(filename_override);
+    }
+    if (legacy_nbd_to_uri(&o.filename, errp) < 0 ||
+        (o.file && legacy_nbd_to_uri(&o.file->filename, errp) < 0)) {
+        goto out;
     }
     inherit_opts(&o, parent, role);
     if (o.snapshot) {

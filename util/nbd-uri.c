@@ -2,7 +2,8 @@
  * util/nbd-uri.c — QEMU's NBD address keys (server.type, server.path,
  * server.host, server.port, export, timeout) as the nbd+unix:// or nbd://
  * URI the block layer's nbd driver opens; shared by the block option
- * parser and -drive, so both name and reach the export alike.
+ * parser and -drive, so both name and reach the export alike. Also the
+ * legacy nbd:unix:PATH / nbd:HOST:PORT filenames, turned into that URI.
  */
 #include "util/util.h"
 
@@ -143,4 +144,71 @@ nomem:
     free(uri);
     error_setg(errp, "Out of memory");
     return -ENOMEM;
+}
+
+bool nbd_uri_is_legacy(const char *s)
+{
+    return s && !strncmp(s, "nbd:", 4) && strncmp(s, "nbd:/", 5);
+}
+
+int nbd_uri_from_legacy(const char *s, char **out, struct error **errp)
+{
+    const char *keys[NBD_URI_NKEYS] = { NULL };
+    char *spec = strdup(s + 4), *export = NULL;
+    int ret;
+
+    *out = NULL;
+    if (!spec) {
+        error_setg(errp, "Out of memory");
+        return -ENOMEM;
+    }
+    /* QEMU splits at the first ":exportname=": a socket path or host can
+     * hold colons, an export name anything. */
+    char *e = strstr(spec, ":exportname=");
+    if (e) {
+        *e = 0;
+        export = e + strlen(":exportname=");
+        keys[4] = export;
+    }
+    if (!strncmp(spec, "unix:", 5)) {
+        keys[0] = "unix";
+        keys[1] = spec + 5;
+        if (!keys[1][0]) {
+            error_setg(errp, "NBD server address missing (nbd:unix:PATH)");
+            ret = -EINVAL;
+            goto out;
+        }
+    } else {
+        char *colon = strrchr(spec, ':');
+        if (!spec[0]) {
+            error_setg(errp, "NBD server address missing");
+            ret = -EINVAL;
+            goto out;
+        }
+        if (!colon || colon == spec || (spec[0] == '[' && colon[-1] != ']')) {
+            error_setg(errp, "error parsing address '%s' (nbd:HOST:PORT)", spec);
+            ret = -EINVAL;
+            goto out;
+        }
+        *colon = 0;
+        keys[0] = "inet";
+        keys[3] = colon + 1;
+        if (!is_port(keys[3])) {
+            error_setg(errp, "'%s' is not a port number (1-65535)", keys[3]);
+            ret = -EINVAL;
+            goto out;
+        }
+        /* [v6addr] brackets are the URI's own. */
+        size_t n = strlen(spec);
+        if (spec[0] == '[' && n > 2 && spec[n - 1] == ']') {
+            spec[n - 1] = 0;
+            keys[2] = spec + 1;
+        } else {
+            keys[2] = spec;
+        }
+    }
+    ret = nbd_uri_from_keys(keys, "", out, errp);
+out:
+    free(spec);
+    return ret;
 }

@@ -435,5 +435,15 @@ int nbd_uri_from_keys(const char *const keys[NBD_URI_NKEYS], const char *prefix,
                       char **uri, struct error **errp);
 /* Add timeout=T to an NBD URI's query (*uri reallocated). 0 or -ENOMEM. */
 int nbd_uri_add_timeout(char **uri, const char *timeout);
+/* Whether s is QEMU's legacy NBD filename: nbd:unix:PATH or nbd:HOST:PORT,
+ * either with an optional :exportname=NAME (but not an nbd:// URI). */
+bool nbd_uri_is_legacy(const char *s);
+/*
+ * The URI a legacy NBD filename names (the same URI QEMU shows for it):
+ * nbd:unix:PATH[:exportname=E] -> nbd+unix:///E?socket=PATH and
+ * nbd:HOST:PORT[:exportname=E] -> nbd://HOST:PORT/E. Returns 0 with *uri
+ * malloc'd, or -EINVAL with *errp saying what is malformed.
+ */
+int nbd_uri_from_legacy(const char *s, char **uri, struct error **errp);
 
 #endif

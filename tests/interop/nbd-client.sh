@@ -4,7 +4,9 @@
 # diskdm-nbd gives the data and the checksum the URI form gives, its bad
 # combinations exit 1 with their message; a server that stops answering
 # makes diskdm-img fail with "Connection timed out" instead of hanging, and
-# 16 requests in flight (bench -d 16) read nbdkit's data back unchanged.
+# 16 requests in flight (bench -d 16) read nbdkit's data back unchanged;
+# QEMU's legacy nbd:unix:PATH / nbd:HOST:PORT[:exportname=E] names open the
+# export and are shown by the URI qemu-img shows.
 . "$(dirname "$0")/lib.sh"
 need qemu-img qemu-nbd nbdkit python3
 IMG="$BUILD/diskdm-img"
@@ -109,3 +111,28 @@ rm -f out.raw
 "$IMG" convert -O raw "nbd+unix:///?socket=$T/f.sock" out.raw
 [ "$(md5sum < out.raw)" = "$sum" ] || fail "data differs after bench"
 ok "queue depth 16"
+
+# The legacy filenames, named as qemu-img names them; their errors
+for srv in q d; do
+    port=$([ $srv = q ] && echo "$p1" || echo "$p2")
+    for name in "nbd:unix:$T/$srv.sock:exportname=exp" "nbd:127.0.0.1:$port:exportname=exp"; do
+        want=$(qemu-img info -f raw "$name" | head -1)
+        got=$("$IMG" info "$name" | head -1)
+        [ "$got" = "$want" ] || fail "$srv: info $name: '$got', qemu-img '$want'"
+        rm -f out.raw
+        "$IMG" convert -f raw -O raw "$name" out.raw || fail "$srv: convert from $name"
+        [ "$(md5sum < out.raw)" = "$sum" ] || fail "$srv: data differs via $name"
+    done
+done
+for case in "nbd:127.0.0.1|error parsing address '127.0.0.1' (nbd:HOST:PORT)" \
+            "nbd::exportname=x|NBD server address missing" \
+            "nbd:unix:|NBD server address missing (nbd:unix:PATH)" \
+            "nbd:127.0.0.1:abc|'abc' is not a port number (1-65535)" \
+            "nbd:127.0.0.1:0|'0' is not a port number (1-65535)"; do
+    name=${case%%|*}; msg=${case#*|}
+    rc=0; "$IMG" info "$name" > /dev/null 2> err.txt || rc=$?
+    [ $rc -eq 1 ] || fail "info $name exited $rc"
+    [ "$(cat err.txt)" = "diskdm-img: Could not open '$name': $msg" ] ||
+        fail "info $name: $(cat err.txt)"
+done
+ok "legacy nbd: filenames"
