@@ -1,8 +1,10 @@
 /*
  * tests/fuzz/fuzz-qtest.c — random qtest command streams against a fresh
- * machine with an IDE disk, an ATAPI CD-ROM and (from the first input byte)
- * a read-only or writable disk: the transport and every device behind it
- * must answer without crashing, hanging or touching memory outside RAM.
+ * machine with two IDE disks (the first read-only when the input starts
+ * with '!', writable with discard=unmap otherwise), an ATAPI CD-ROM with
+ * media and an empty one, laid out as the traces in tests/traces/ expect:
+ * the transport and every device behind it must answer without crashing,
+ * hanging or touching memory outside RAM.
  */
 #include "hw/hw.h"
 
@@ -16,7 +18,7 @@
  * output are made once. */
 struct fuzz_env {
     char dir[64];
-    char hd[96], cd[96];
+    char hd[96], hd1[96], cd[96];
     int null_fd;
 };
 
@@ -25,6 +27,7 @@ static struct fuzz_env env;
 static void env_cleanup(void)
 {
     unlink(env.hd);
+    unlink(env.hd1);
     unlink(env.cd);
     rmdir(env.dir);
 }
@@ -40,11 +43,13 @@ static struct fuzz_env *env_get(void)
         abort();
     }
     snprintf(env.hd, sizeof(env.hd), "%s/hd.img", env.dir);
+    snprintf(env.hd1, sizeof(env.hd1), "%s/hd1.img", env.dir);
     snprintf(env.cd, sizeof(env.cd), "%s/cd.img", env.dir);
-    const char *files[] = { env.hd, env.cd };
-    for (int i = 0; i < 2; i++) {
+    const char *files[] = { env.hd, env.hd1, env.cd };
+    const off_t sizes[] = { 4 << 20, 1 << 20, 4 << 20 };
+    for (int i = 0; i < 3; i++) {
         int fd = open(files[i], O_RDWR | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || ftruncate(fd, 1 << 20) < 0) {
+        if (fd < 0 || ftruncate(fd, sizes[i]) < 0) {
             abort();
         }
         close(fd);
@@ -91,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_env *env = env_get();
     struct error *err = NULL;
     char drive[256];
-    struct blk_backend *blks[3];
+    struct blk_backend *blks[4];
 
     struct event_loop *loop = ev_loop_new(&err);
     struct machine_config cfg = { .ram_size = 2 << 20 };
@@ -99,13 +104,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!m) {
         abort();
     }
-    bool ro = size && (data[0] & 1);
+    bool ro = size && data[0] == '!';
     snprintf(drive, sizeof(drive), "file=%s,format=raw,if=ide,index=0%s", env->hd,
-             ro ? ",readonly=on" : "");
+             ro ? ",readonly=on" : ",discard=unmap");
     blks[0] = attach(loop, m, drive);
-    snprintf(drive, sizeof(drive), "file=%s,format=raw,if=ide,index=2,media=cdrom", env->cd);
+    snprintf(drive, sizeof(drive), "file=%s,format=raw,if=ide,index=1", env->hd1);
     blks[1] = attach(loop, m, drive);
-    blks[2] = attach(loop, m, "if=ide,index=3,media=cdrom");
+    snprintf(drive, sizeof(drive), "file=%s,format=raw,if=ide,index=2,media=cdrom", env->cd);
+    blks[2] = attach(loop, m, drive);
+    blks[3] = attach(loop, m, "if=ide,index=3,media=cdrom");
     struct qtest_server *qs = qtest_server_new(m, loop, -1, env->null_fd, NULL, NULL, &err);
     if (!qs) {
         abort();
@@ -132,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     qtest_server_free(qs);
     machine_free(m);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         blk_free(blks[i]);
     }
     ev_loop_free(loop);
