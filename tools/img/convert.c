@@ -834,6 +834,7 @@ int img_cmd_convert(int argc, char **argv)
 out_unref_dst:
     bdrv_unref(s.dst);
 out_free_src:
+    free((char *)co.data_file);     /* strdup'd by img_parse_create_opts */
     if (s.dst_fd >= 0) {
         close(s.dst_fd);
     }

@@ -223,5 +223,6 @@ out:
     free(optstr);
     free(backing);
     free(backing_fmt);
+    free((char *)co.data_file);     /* strdup'd by img_parse_create_opts */
     return ret;
 }

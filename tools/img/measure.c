@@ -147,12 +147,15 @@ int img_cmd_measure(int argc, char **argv)
         if (r) {
             free(bf);
             free(bfmt);
+            free((char *)co.data_file);
             return r;
         }
     }
     bool has_backing = bf != NULL;
     free(bf);
     free(bfmt);
+    free((char *)co.data_file);     /* strdup'd by img_parse_create_opts; unused here */
+    co.data_file = NULL;
     uint64_t cs = co.cluster_size ? co.cluster_size : 65536;
     unsigned order = (unsigned)__builtin_ctz(co.refcount_bits ? co.refcount_bits : 16);
     bool v3 = !co.compat || strcmp(co.compat, "0.10");
