@@ -4,14 +4,18 @@
  * nbds+unix:// URI (block/options.c turns QEMU's server.* options into
  * one). Many requests are in flight at once on the one connection: callers
  * issue libnbd aio commands, one waiting caller at a time drives the
- * socket for all, and a watchdog thread per node enforces the deadlines. A request not answered within `timeout` seconds fails with
- * ETIMEDOUT and drops the connection; later requests then fail with EIO.
+ * socket for all, and a watchdog thread per node enforces the deadlines.
+ * A request not answered within `timeout` seconds fails with ETIMEDOUT and
+ * drops the connection; later requests then fail with EIO, or with
+ * `reconnect-delay` wait that long for a new connection to the same export
+ * (requests the drop failed are sent once more on it).
  * A read-only export makes the node read-only when auto-read-only is on
  * and is refused otherwise; block status passes base:allocation through.
  */
 #include "block/block-int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +24,7 @@
 #include <libnbd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -41,6 +46,8 @@ struct nbd_client_batch {
     unsigned pending;           /* commands whose free callback has not run */
     int err;                    /* first failure, positive errno */
     bool timed_out;             /* the watchdog gave up on it */
+    bool lost;                  /* failed because the connection went */
+    unsigned gen;               /* s->gen when it started */
     struct nbd_client_batch *wake_next; /* in s->to_wake */
     bool wake_queued;
     pthread_cond_t cond;        /* signalled when pending drops to 0, or
@@ -53,6 +60,8 @@ struct nbd_client_state {
     bool has_alloc;             /* base:allocation was negotiated */
     uint64_t chunk;             /* largest command we send */
     uint64_t timeout_ns;        /* per request; 0 = none */
+    uint64_t reconnect_ns;      /* how long requests wait for a reconnection */
+    char *uri;                  /* what we connect to (reconnections too) */
 
     struct bdrv_node *bs;       /* for messages: bs->filename */
     int wake_fd;                /* eventfd: the watchdog's (deadline, stop) */
@@ -64,6 +73,14 @@ struct nbd_client_state {
     struct nbd_client_batch *batches;   /* waiting callers */
     uint64_t poll_deadline;     /* when the watchdog wakes by itself; 0 = never */
     bool dead;                  /* connection gone: fail fast with EIO */
+    int fd;                     /* the socket, for the watchdog; -1 once h is
+                                 * being replaced */
+    unsigned gen;               /* connections made so far */
+    bool reconnecting;          /* a caller is making a new connection */
+    bool broken;                /* the export changed: no more reconnecting */
+    uint64_t next_try;          /* no reconnection attempt before (clock_ns()) */
+    pthread_cond_t reconn_cond; /* a reconnection ended, or a batch left
+                                 * while the connection is dead */
     bool leading;               /* a caller drives the socket */
     pthread_t leader;           /* which, while leading */
     /* Batches the leader completed while inside libnbd: woken once it is
@@ -206,15 +223,36 @@ static char *nbd_client_canon_name(const char *uri)
 }
 
 
+/* Parse SECONDS (a `name=` value of n bytes at v) into *ns. */
+static int nbd_client_secs(const char *name, const char *hint, const char *v,
+                           size_t n, uint64_t *ns, struct error **errp)
+{
+    char val[64];
+    snprintf(val, sizeof(val), "%.*s", (int)MIN(n, sizeof(val) - 1), v);
+    char *end;
+    errno = 0;
+    double secs = strtod(val, &end);
+    if (!val[0] || *end || errno || !isfinite(secs) || secs < 0 || secs > 1e6 ||
+        n >= sizeof(val)) {
+        error_setg(errp, "Parameter '%s' expects a number of seconds%s: '%.*s'",
+                   name, hint, (int)n, v);
+        return -EINVAL;
+    }
+    *ns = (uint64_t)(secs * 1e9 + 0.5);
+    return 0;
+}
+
 /*
- * Take `timeout=SECONDS` out of the URI's query (libnbd does not know it,
- * and QEMU's name for the export has none). *clean gets the URI without
- * it; *timeout_ns the value, or the default when absent.
+ * Take `timeout=SECONDS` and `reconnect-delay=SECONDS` out of the URI's
+ * query (libnbd does not know them, and QEMU's name for the export has
+ * none). *clean gets the URI without them; *timeout_ns and *delay_ns the
+ * values, or the defaults when absent (30 s, 0).
  */
-static int nbd_client_take_timeout(const char *uri, char **clean,
-                                   uint64_t *timeout_ns, struct error **errp)
+static int nbd_client_take_params(const char *uri, char **clean, uint64_t *timeout_ns,
+                                  uint64_t *delay_ns, struct error **errp)
 {
     *timeout_ns = (uint64_t)NBD_CLIENT_DEFAULT_TIMEOUT * 1000000000u;
+    *delay_ns = 0;
     const char *q = strchr(uri, '?');
     size_t qend = q ? strcspn(q, "#") : 0;
     char *out = malloc(strlen(uri) + 1);
@@ -233,19 +271,17 @@ static int nbd_client_take_timeout(const char *uri, char **clean,
     for (const char *p = q + 1; p < q + qend;) {
         size_t len = strcspn(p, "&#");
         if (len >= 8 && !strncmp(p, "timeout=", 8)) {
-            char val[64];
-            snprintf(val, sizeof(val), "%.*s", (int)MIN(len - 8, sizeof(val) - 1), p + 8);
-            char *end;
-            errno = 0;
-            double secs = strtod(val, &end);
-            if (!val[0] || *end || errno || !isfinite(secs) || secs < 0 ||
-                secs > 1e6 || len - 8 >= sizeof(val)) {
-                error_setg(errp, "Parameter 'timeout' expects a number of seconds "
-                           "(0 = no limit): '%.*s'", (int)(len - 8), p + 8);
+            if (nbd_client_secs("timeout", " (0 = no limit)", p + 8, len - 8,
+                                timeout_ns, errp) < 0) {
                 free(out);
                 return -EINVAL;
             }
-            *timeout_ns = (uint64_t)(secs * 1e9 + 0.5);
+        } else if (len >= 16 && !strncmp(p, "reconnect-delay=", 16)) {
+            if (nbd_client_secs("reconnect-delay", " (0 = no reconnecting)", p + 16,
+                                len - 16, delay_ns, errp) < 0) {
+                free(out);
+                return -EINVAL;
+            }
         } else if (len > 0) {
             out[n++] = sep;
             memcpy(out + n, p, len);
@@ -309,16 +345,20 @@ static nbd_completion_callback nbd_client_cb(struct nbd_client_batch *b)
                                       .free = nbd_client_cmd_free };
 }
 
-/* Start a batch: -EIO at once when the connection is gone. */
+static int nbd_client_await_reconnect(struct nbd_client_state *s);
+
+/* Start a batch: -EIO at once when the connection is gone (or, with
+ * reconnect-delay, when no new one comes within it). */
 static int nbd_client_batch_start(struct nbd_client_state *s,
                                   struct nbd_client_batch *b)
 {
     *b = (struct nbd_client_batch){ .s = s };
     pthread_mutex_lock(&s->mu);
-    if (s->dead) {
+    if (s->dead && nbd_client_await_reconnect(s) < 0) {
         pthread_mutex_unlock(&s->mu);
         return -EIO;
     }
+    b->gen = s->gen;
     pthread_cond_init(&b->cond, NULL);
     if (s->timeout_ns) {
         b->deadline = clock_ns() + s->timeout_ns;
@@ -402,7 +442,10 @@ static void nbd_client_gone(struct nbd_client_state *s)
     bool say = !s->said_gone && !s->closing;
     s->said_gone = true;
     pthread_mutex_unlock(&s->mu);
-    if (say) {
+    if (say && s->reconnect_ns) {
+        log_warn("NBD server %s closed the connection; reconnecting (requests "
+                 "wait up to %.3g s)", s->bs->filename, (double)s->reconnect_ns / 1e9);
+    } else if (say) {
         log_warn("NBD server %s closed the connection; requests on it fail",
                  s->bs->filename);
     }
@@ -453,12 +496,13 @@ static void nbd_client_lead(struct nbd_client_state *s, struct nbd_client_batch 
         if (pfd[1].fd >= 0 && pfd[1].revents) {
             nbd_client_notify(s->h, pfd[1].revents);
         }
-        pthread_mutex_lock(&s->mu);
-        nbd_client_flush_wakes(s);
-        pthread_mutex_unlock(&s->mu);
+        /* before the wakes: a woken caller sees why its commands failed */
         if (nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h)) {
             nbd_client_gone(s);
         }
+        pthread_mutex_lock(&s->mu);
+        nbd_client_flush_wakes(s);
+        pthread_mutex_unlock(&s->mu);
     }
 }
 
@@ -504,6 +548,15 @@ static int nbd_client_batch_wait(struct nbd_client_batch *b)
         }
         pthread_cond_wait(&b->cond, &s->mu);
     }
+    if (b->err && !s->dead && !b->timed_out) {
+        /* commands refused at once on a connection nobody has seen end
+         * (the batch is still listed, so s->h stays) */
+        pthread_mutex_unlock(&s->mu);
+        if (nbd_aio_is_dead(s->h) || nbd_aio_is_closed(s->h)) {
+            nbd_client_gone(s);
+        }
+        pthread_mutex_lock(&s->mu);
+    }
     if (!s->leading) {
         nbd_client_handoff(s, b);
     }
@@ -520,6 +573,11 @@ static int nbd_client_batch_wait(struct nbd_client_batch *b)
         b->next->pprev = b->pprev;
     }
     int ret = b->timed_out ? -ETIMEDOUT : b->err ? nbd_client_errno_map(b->err) : 0;
+    b->lost = ret < 0 && !b->timed_out && s->reconnect_ns &&
+              (s->dead || s->gen != b->gen);
+    if (s->dead) {
+        pthread_cond_broadcast(&s->reconn_cond);   /* one batch fewer on it */
+    }
     pthread_mutex_unlock(&s->mu);
     pthread_cond_destroy(&b->cond);
     return ret;
@@ -564,15 +622,16 @@ static void *nbd_client_watchdog(void *opaque)
             nbd_client_handoff(s, NULL);
         }
         s->poll_deadline = next;
+        if (kill && s->fd >= 0) {
+            /* under mu: a reconnection replaces the handle only with -1 here */
+            shutdown(s->fd, SHUT_RDWR);
+        }
         pthread_mutex_unlock(&s->mu);
         if (kill) {
             log_error("NBD server %s did not answer within %.3g s; connection "
-                      "dropped, requests on it fail", s->bs->filename,
-                      (double)s->timeout_ns / 1e9);
-            int fd = nbd_aio_get_fd(s->h);
-            if (fd >= 0) {
-                shutdown(fd, SHUT_RDWR);
-            }
+                      "dropped, requests on it %s", s->bs->filename,
+                      (double)s->timeout_ns / 1e9,
+                      s->reconnect_ns ? "wait for a reconnection" : "fail");
         }
         struct pollfd pfd = { .fd = s->wake_fd, .events = POLLIN };
         int timeout_ms = -1;
@@ -587,17 +646,17 @@ static void *nbd_client_watchdog(void *opaque)
     return NULL;
 }
 
-/* Run the handshake libnbd started to its end, within the timeout. */
-static int nbd_client_handshake(struct nbd_client_state *s, const char *name,
-                                struct error **errp)
+/* Run the handshake libnbd started on h to its end, by the deadline
+ * (clock_ns(); 0 = none). */
+static int nbd_client_handshake(struct nbd_client_state *s, struct nbd_handle *h,
+                                uint64_t deadline, const char *name, struct error **errp)
 {
-    uint64_t deadline = s->timeout_ns ? clock_ns() + s->timeout_ns : 0;
-    while (nbd_aio_is_connecting(s->h) == 1) {
-        struct pollfd pfd = { .fd = nbd_aio_get_fd(s->h) };
+    while (nbd_aio_is_connecting(h) == 1) {
+        struct pollfd pfd = { .fd = nbd_aio_get_fd(h) };
         if (pfd.fd < 0) {
             break;
         }
-        pfd.events = nbd_client_events(s->h);
+        pfd.events = nbd_client_events(h);
         int timeout_ms = -1;
         if (deadline) {
             uint64_t now = clock_ns();
@@ -619,9 +678,9 @@ static int nbd_client_handshake(struct nbd_client_state *s, const char *name,
         if (n > 0) {
             int r = 0;
             if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-                r = nbd_aio_notify_read(s->h);
+                r = nbd_aio_notify_read(h);
             } else if (pfd.revents & POLLOUT) {
-                r = nbd_aio_notify_write(s->h);
+                r = nbd_aio_notify_write(h);
             }
             if (r < 0) {
                 int ret = nbd_client_err();
@@ -631,11 +690,136 @@ static int nbd_client_handshake(struct nbd_client_state *s, const char *name,
             }
         }
     }
-    if (nbd_aio_is_ready(s->h) != 1) {
+    if (nbd_aio_is_ready(h) != 1) {
         error_setg(errp, "Could not open '%s': the connection closed during the "
                    "handshake", name);
         bdrv_error_errnum(errp, EIO);
         return -EIO;
+    }
+    return 0;
+}
+
+/* A new handle connected to s->uri with the handshake done by the
+ * deadline, in *hp; or -errno with *errp set. */
+static int nbd_client_connect(struct nbd_client_state *s, uint64_t deadline,
+                              struct nbd_handle **hp, struct error **errp)
+{
+    struct nbd_handle *h = nbd_create();
+    int ret;
+    *hp = NULL;
+    if (!h) {
+        error_setg(errp, "%s: %s", s->uri, nbd_get_error());
+        return -ENOMEM;
+    }
+    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        nbd_aio_connect_uri(h, s->uri) < 0) {
+        ret = nbd_client_err();
+        error_setg(errp, "Could not open '%s': %s", s->uri, nbd_get_error());
+        bdrv_error_errnum(errp, -ret);
+        nbd_close(h);
+        return ret;
+    }
+    ret = nbd_client_handshake(s, h, deadline, s->uri, errp);
+    if (ret < 0) {
+        nbd_close(h);
+        return ret;
+    }
+    *hp = h;
+    return 0;
+}
+
+/*
+ * One try at a new connection for a dead one (called without mu, by the
+ * one caller reconnecting, while no batch uses the old handle). 0 when
+ * it replaced s->h, -EAGAIN when the server is not back yet, -EIO when
+ * the export is no longer the one the node opened.
+ */
+static int nbd_client_reconnect_once(struct nbd_client_state *s, uint64_t until)
+{
+    uint64_t now = clock_ns();
+    uint64_t deadline = s->timeout_ns ? MIN(now + s->timeout_ns, until) : until;
+    struct nbd_handle *h;
+    struct error *err = NULL;
+    if (nbd_client_connect(s, deadline, &h, &err) < 0) {
+        log_debug("NBD server %s: reconnecting: %s", s->bs->filename,
+                  err ? err->msg : "failed");
+        error_free(err);
+        return -EAGAIN;
+    }
+    int64_t size = nbd_get_size(h);
+    const char *why = NULL;
+    if (size < 0 || (uint64_t)size != s->bs->total_size) {
+        log_error("NBD server %s: the export is %" PRId64 " bytes after "
+                  "reconnecting, the node %" PRIu64 "; requests on it fail",
+                  s->bs->filename, size, s->bs->total_size);
+        why = "size";
+    } else if (!s->bs->read_only && nbd_is_read_only(h) == 1) {
+        log_error("NBD server %s: the export is read-only after reconnecting, "
+                  "the node writable; requests on it fail", s->bs->filename);
+        why = "read-only";
+    }
+    if (why) {
+        nbd_close(h);
+        pthread_mutex_lock(&s->mu);
+        s->broken = true;
+        pthread_mutex_unlock(&s->mu);
+        return -EIO;
+    }
+    struct nbd_handle *old = s->h;
+    pthread_mutex_lock(&s->mu);
+    s->fd = -1;     /* the watchdog no longer shuts the old socket down */
+    pthread_mutex_unlock(&s->mu);
+    nbd_close(old);
+    pthread_mutex_lock(&s->mu);
+    s->h = h;
+    s->fd = nbd_aio_get_fd(h);
+    s->gen++;
+    s->dead = false;
+    s->said_gone = false;
+    pthread_mutex_unlock(&s->mu);
+    log_info("NBD server %s: reconnected", s->bs->filename);
+    return 0;
+}
+
+/* Wait on reconn_cond until the deadline (clock_ns()). Called under mu. */
+static void nbd_client_reconn_wait(struct nbd_client_state *s, uint64_t deadline)
+{
+    struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000u),
+                           .tv_nsec = (long)(deadline % 1000000000u) };
+    pthread_cond_timedwait(&s->reconn_cond, &s->mu, &ts);
+}
+
+/*
+ * The connection is dead: wait up to reconnect-delay for a new one,
+ * making it when nobody else is (once every batch on the old one is
+ * done). 0 with the connection back, -EIO otherwise. Called under mu.
+ */
+static int nbd_client_await_reconnect(struct nbd_client_state *s)
+{
+    if (!s->reconnect_ns) {
+        return -EIO;
+    }
+    uint64_t until = clock_ns() + s->reconnect_ns;
+    while (s->dead) {
+        uint64_t now = clock_ns();
+        if (s->broken || s->closing || now >= until) {
+            return -EIO;
+        }
+        if (s->reconnecting || s->batches || now < s->next_try) {
+            nbd_client_reconn_wait(s, s->reconnecting || s->batches
+                                          ? until : MIN(s->next_try, until));
+            continue;
+        }
+        s->reconnecting = true;
+        pthread_mutex_unlock(&s->mu);
+        int r = nbd_client_reconnect_once(s, until);
+        pthread_mutex_lock(&s->mu);
+        s->reconnecting = false;
+        pthread_cond_broadcast(&s->reconn_cond);
+        if (r == -EAGAIN) {
+            /* the server is not back yet: the next try in a while */
+            s->next_try = clock_ns() + 100000000u;
+        }
     }
     return 0;
 }
@@ -682,11 +866,13 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
                    "nbd+unix:///export?socket=PATH)", bs->filename ? bs->filename : "");
         return -EINVAL;
     }
-    ret = nbd_client_take_timeout(bs->filename, &uri, &s->timeout_ns, errp);
+    ret = nbd_client_take_params(bs->filename, &uri, &s->timeout_ns,
+                                 &s->reconnect_ns, errp);
     if (ret < 0) {
         return ret;
     }
     s->bs = bs;
+    s->uri = uri;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->wake_fd < 0 || s->kick_fd < 0) {
@@ -695,23 +881,17 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
         goto out_fds;
     }
     pthread_mutex_init(&s->mu, NULL);
-    s->h = nbd_create();
-    if (!s->h) {
-        error_setg(errp, "%s: %s", uri, nbd_get_error());
-        ret = -ENOMEM;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);    /* clock_ns()'s */
+    pthread_cond_init(&s->reconn_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    ret = nbd_client_connect(s, s->timeout_ns ? clock_ns() + s->timeout_ns : 0,
+                             &s->h, errp);
+    if (ret < 0) {
         goto out_mutex;
     }
-    if (nbd_add_meta_context(s->h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_aio_connect_uri(s->h, uri) < 0) {
-        ret = nbd_client_err();
-        error_setg(errp, "Could not open '%s': %s", uri, nbd_get_error());
-        bdrv_error_errnum(errp, -ret);
-        goto out_close;
-    }
-    ret = nbd_client_handshake(s, uri, errp);
-    if (ret < 0) {
-        goto out_close;
-    }
+    s->fd = nbd_aio_get_fd(s->h);
     int64_t size = nbd_get_size(s->h);
     if (size < 0) {
         ret = nbd_client_err();
@@ -738,14 +918,15 @@ static int nbd_client_open(struct bdrv_node *bs, struct error **errp)
     s->chunk = maxb > 0 ? MIN((uint64_t)maxb, 32u << 20) : 32u << 20;
     bs->total_size = (uint64_t)size;
     /* The node's name: QEMU's for the export, else the URI without our
-     * own timeout parameter. */
+     * own parameters. s->uri stays for reconnections. */
     char *canon = nbd_client_canon_name(uri);
     free(bs->filename);
-    bs->filename = canon ? canon : uri;
-    if (canon) {
-        free(uri);
+    bs->filename = canon ? canon : strdup(uri);
+    if (!bs->filename) {
+        error_setg(errp, "Out of memory");
+        ret = -ENOMEM;
+        goto out_close;
     }
-    uri = NULL;
     bs->supports_fua = s->can_fua;
     int64_t minb = nbd_get_block_size(s->h, LIBNBD_SIZE_MINIMUM);
     if (minb > 1 && minb <= 65536 && !(minb & (minb - 1))) {
@@ -761,6 +942,7 @@ out_close:
     nbd_close(s->h);
     s->h = NULL;
 out_mutex:
+    pthread_cond_destroy(&s->reconn_cond);
     pthread_mutex_destroy(&s->mu);
 out_fds:
     if (s->wake_fd >= 0) {
@@ -770,6 +952,7 @@ out_fds:
         close(s->kick_fd);
     }
     free(uri);
+    s->uri = NULL;
     return ret;
 }
 
@@ -791,16 +974,19 @@ static void nbd_client_close(struct bdrv_node *bs)
     nbd_client_stop_watchdog(s);
     nbd_close(s->h);
     s->h = NULL;
+    pthread_cond_destroy(&s->reconn_cond);
     pthread_mutex_destroy(&s->mu);
     close(s->wake_fd);
     close(s->kick_fd);
+    free(s->uri);
+    s->uri = NULL;
 }
 
 /* Reads and writes: one command per chunk, all in flight together. */
-static int nbd_client_rw(struct bdrv_node *bs, bool write, uint64_t offset,
-                         const struct iovec *iov, int iovcnt, uint32_t fl)
+static int nbd_client_rw_once(struct nbd_client_state *s, struct nbd_client_batch *bp,
+                              bool write, uint64_t offset, const struct iovec *iov,
+                              int iovcnt, uint32_t fl)
 {
-    struct nbd_client_state *s = bs->opaque;
     struct nbd_client_batch b;
     int ret = nbd_client_batch_start(s, &b);
     if (ret < 0) {
@@ -822,7 +1008,26 @@ static int nbd_client_rw(struct bdrv_node *bs, bool write, uint64_t offset,
         }
     }
 wait:
-    return nbd_client_batch_wait(&b);
+    ret = nbd_client_batch_wait(&b);
+    bp->lost = b.lost;
+    return ret;
+}
+
+/*
+ * Requests the loss of the connection failed are sent once more, on the
+ * next connection (with reconnect-delay; NBD writes, trims and zeroes are
+ * idempotent, as QEMU also assumes).
+ */
+static int nbd_client_rw(struct bdrv_node *bs, bool write, uint64_t offset,
+                         const struct iovec *iov, int iovcnt, uint32_t fl)
+{
+    struct nbd_client_state *s = bs->opaque;
+    struct nbd_client_batch b = { 0 };
+    int ret = nbd_client_rw_once(s, &b, write, offset, iov, iovcnt, fl);
+    if (ret < 0 && b.lost) {
+        ret = nbd_client_rw_once(s, &b, write, offset, iov, iovcnt, fl);
+    }
+    return ret;
 }
 
 static int nbd_client_preadv(struct bdrv_node *bs, uint64_t offset,
@@ -844,8 +1049,9 @@ static int nbd_client_pwritev(struct bdrv_node *bs, uint64_t offset,
 enum nbd_client_cmd { NBD_CLIENT_ZERO, NBD_CLIENT_TRIM };
 
 /* Write zeroes or trim, in commands of at most 1 GiB, all in flight. */
-static int nbd_client_range(struct nbd_client_state *s, enum nbd_client_cmd cmd,
-                            uint64_t offset, uint64_t bytes, uint32_t fl)
+static int nbd_client_range_once(struct nbd_client_state *s, bool *lost,
+                                 enum nbd_client_cmd cmd, uint64_t offset,
+                                 uint64_t bytes, uint32_t fl)
 {
     struct nbd_client_batch b;
     int ret = nbd_client_batch_start(s, &b);
@@ -865,7 +1071,20 @@ static int nbd_client_range(struct nbd_client_state *s, enum nbd_client_cmd cmd,
         offset += n;
         bytes -= n;
     }
-    return nbd_client_batch_wait(&b);
+    ret = nbd_client_batch_wait(&b);
+    *lost = b.lost;
+    return ret;
+}
+
+static int nbd_client_range(struct nbd_client_state *s, enum nbd_client_cmd cmd,
+                            uint64_t offset, uint64_t bytes, uint32_t fl)
+{
+    bool lost = false;
+    int ret = nbd_client_range_once(s, &lost, cmd, offset, bytes, fl);
+    if (ret < 0 && lost) {
+        ret = nbd_client_range_once(s, &lost, cmd, offset, bytes, fl);
+    }
+    return ret;
 }
 
 static int nbd_client_pwrite_zeroes(struct bdrv_node *bs, uint64_t offset,
@@ -904,16 +1123,23 @@ static int nbd_client_flush(struct bdrv_node *bs)
     if (!s->can_flush) {
         return 0;
     }
-    struct nbd_client_batch b;
-    int ret = nbd_client_batch_start(s, &b);
-    if (ret < 0) {
-        return ret;
+    int ret = 0;
+    for (int tries = 0; tries < 2; tries++) {
+        struct nbd_client_batch b;
+        ret = nbd_client_batch_start(s, &b);
+        if (ret < 0) {
+            return ret;
+        }
+        nbd_client_batch_add(&b);
+        if (nbd_aio_flush(s->h, nbd_client_cb(&b), 0) < 0) {
+            nbd_client_batch_fail(&b);
+        }
+        ret = nbd_client_batch_wait(&b);
+        if (ret >= 0 || !b.lost) {
+            break;
+        }
     }
-    nbd_client_batch_add(&b);
-    if (nbd_aio_flush(s->h, nbd_client_cb(&b), 0) < 0) {
-        nbd_client_batch_fail(&b);
-    }
-    return nbd_client_batch_wait(&b);
+    return ret;
 }
 
 struct nbd_client_extent {
@@ -949,19 +1175,26 @@ static int nbd_client_block_status(struct bdrv_node *bs, uint64_t offset,
     }
     struct nbd_client_extent e = { 0 };
     uint64_t ask = MIN(bytes, (uint64_t)UINT32_MAX & ~(uint64_t)511);
-    struct nbd_client_batch b;
-    int ret = nbd_client_batch_start(s, &b);
-    if (ret < 0) {
-        return ret;
+    int ret = 0;
+    for (int tries = 0; tries < 2; tries++) {
+        struct nbd_client_batch b;
+        e = (struct nbd_client_extent){ 0 };
+        ret = nbd_client_batch_start(s, &b);
+        if (ret < 0) {
+            return ret;
+        }
+        nbd_client_batch_add(&b);
+        if (nbd_aio_block_status(s->h, ask, offset,
+                                 (nbd_extent_callback){ .callback = nbd_client_extent_cb,
+                                                        .user_data = &e },
+                                 nbd_client_cb(&b), LIBNBD_CMD_FLAG_REQ_ONE) < 0) {
+            nbd_client_batch_fail(&b);
+        }
+        ret = nbd_client_batch_wait(&b);
+        if (ret >= 0 || !b.lost) {
+            break;
+        }
     }
-    nbd_client_batch_add(&b);
-    if (nbd_aio_block_status(s->h, ask, offset,
-                             (nbd_extent_callback){ .callback = nbd_client_extent_cb,
-                                                    .user_data = &e },
-                             nbd_client_cb(&b), LIBNBD_CMD_FLAG_REQ_ONE) < 0) {
-        nbd_client_batch_fail(&b);
-    }
-    ret = nbd_client_batch_wait(&b);
     if (ret < 0) {
         return ret;
     }

@@ -169,7 +169,7 @@ static int nbd_key(struct nbd_keys **list, struct bdrv_open_opts *o, const char 
 static int nbd_keys_apply(struct nbd_keys *k, struct error **errp)
 {
     struct bdrv_open_opts *o = k->o;
-    const char *pre = k->prefix, *timeout = k->keys[5];
+    const char *pre = k->prefix, *timeout = k->keys[5], *delay = k->keys[6];
     bool server = k->keys[0] || k->keys[1] || k->keys[2] || k->keys[3];
     bool export = k->keys[4] != NULL;
 
@@ -189,15 +189,16 @@ static int nbd_keys_apply(struct nbd_keys *k, struct error **errp)
         return -EINVAL;
     }
     if (o->filename) {
-        /* timeout= with a URI: it travels in the query */
-        if (nbd_uri_add_timeout(&o->filename, timeout) < 0) {
+        /* timeout= and reconnect-delay= with a URI: they travel in the query */
+        if (nbd_uri_add_param(&o->filename, "timeout", timeout) < 0 ||
+            nbd_uri_add_param(&o->filename, "reconnect-delay", delay) < 0) {
             error_setg(errp, "Out of memory");
             return -ENOMEM;
         }
         return 0;
     }
     if (!server && !export) {
-        return 0;   /* timeout alone: the open path reports the missing file */
+        return 0;   /* timeout/delay alone: the open path reports the missing file */
     }
     return nbd_uri_from_keys((const char *const *)k->keys, pre, &o->filename, errp);
 }

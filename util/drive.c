@@ -372,7 +372,7 @@ static int drive_nbd_keys(const struct kvlist *rest, struct drive_opts *o,
             return -EINVAL;
         }
         keys[idx] = val;
-        address |= idx != 5;
+        address |= idx < 5;   /* not timeout or reconnect-delay */
         if (!first) {
             first = full;
         }
@@ -410,7 +410,8 @@ static int drive_nbd_keys(const struct kvlist *rest, struct drive_opts *o,
             return -EINVAL;
         }
         uri = take(&o->file);
-        if (nbd_uri_add_timeout(&uri, keys[5]) < 0) {
+        if (nbd_uri_add_param(&uri, "timeout", keys[5]) < 0 ||
+            nbd_uri_add_param(&uri, "reconnect-delay", keys[6]) < 0) {
             free(uri);
             error_setg(errp, "Out of memory");
             return -ENOMEM;

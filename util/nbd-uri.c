@@ -1,6 +1,7 @@
 /*
  * util/nbd-uri.c — QEMU's NBD address keys (server.type, server.path,
- * server.host, server.port, export, timeout) as the nbd+unix:// or nbd://
+ * server.host, server.port, export, timeout, reconnect-delay) as the
+ * nbd+unix:// or nbd://
  * URI the block layer's nbd driver opens; shared by the block option
  * parser and -drive, so both name and reach the export alike. Also the
  * legacy nbd:unix:PATH / nbd:HOST:PORT filenames, turned into that URI.
@@ -14,6 +15,7 @@
 
 static const char *const nbd_uri_key_names[] = {
     "server.type", "server.path", "server.host", "server.port", "export", "timeout",
+    "reconnect-delay",
 };
 
 int nbd_uri_key(const char *key)
@@ -67,21 +69,30 @@ static bool is_port(const char *s)
     return !*end && !errno && v >= 1 && v <= 65535;
 }
 
-int nbd_uri_add_timeout(char **uri, const char *timeout)
+int nbd_uri_add_param(char **uri, const char *name, const char *val)
 {
     size_t len = strlen(*uri);
-    const char *sep = strchr(*uri, '?') ? "&timeout=" : "?timeout=";
-    if (uri_append(uri, &len, sep, "?&=") < 0 || uri_append(uri, &len, timeout, "") < 0) {
+    if (!val) {
+        return 0;
+    }
+    if (uri_append(uri, &len, strchr(*uri, '?') ? "&" : "?", "?&") < 0 ||
+        uri_append(uri, &len, name, "") < 0 || uri_append(uri, &len, "=", "=") < 0 ||
+        uri_append(uri, &len, val, "") < 0) {
         return -ENOMEM;
     }
     return 0;
+}
+
+int nbd_uri_add_timeout(char **uri, const char *timeout)
+{
+    return nbd_uri_add_param(uri, "timeout", timeout);
 }
 
 int nbd_uri_from_keys(const char *const keys[NBD_URI_NKEYS], const char *prefix,
                       char **out, struct error **errp)
 {
     const char *type = keys[0], *path = keys[1], *host = keys[2], *port = keys[3];
-    const char *export = keys[4], *timeout = keys[5];
+    const char *export = keys[4], *timeout = keys[5], *delay = keys[6];
     char *uri = NULL;
     size_t len = 0;
 
@@ -135,7 +146,8 @@ int nbd_uri_from_keys(const char *const keys[NBD_URI_NKEYS], const char *prefix,
                    prefix, type);
         return -EINVAL;
     }
-    if (timeout && nbd_uri_add_timeout(&uri, timeout) < 0) {
+    if (nbd_uri_add_param(&uri, "timeout", timeout) < 0 ||
+        nbd_uri_add_param(&uri, "reconnect-delay", delay) < 0) {
         goto nomem;
     }
     *out = uri;

@@ -416,16 +416,17 @@ unsigned tpool_thread_count(struct thread_pool *pool);
 
 /*
  * QEMU's NBD keys, in this order: server.type, server.path, server.host,
- * server.port, export, timeout. nbd_uri_key gives a key's index (the key
+ * server.port, export, timeout, reconnect-delay. nbd_uri_key gives a key's index (the key
  * without any "file." prefix) or -1.
  */
-#define NBD_URI_NKEYS 6
+#define NBD_URI_NKEYS 7
 int nbd_uri_key(const char *key);
 /* Whether s starts with nbd://, nbds://, nbd+unix:// or nbds+unix://. */
 bool nbd_uri_is_nbd(const char *s);
 /*
  * The URI for the keys (NULL: not given): nbd+unix:///EXPORT?socket=PATH
- * or nbd://HOST:PORT/EXPORT (port 10809 by default), plus ?timeout=T.
+ * or nbd://HOST:PORT/EXPORT (port 10809 by default), plus ?timeout=T and
+ * reconnect-delay=D.
  * Messages name the keys with `prefix` ("" or "file."): a missing
  * server.type, server.path (unix) or server.host (inet), another type, a
  * port not 1-65535, host or port with unix, path with inet. Returns 0 with
@@ -435,6 +436,8 @@ int nbd_uri_from_keys(const char *const keys[NBD_URI_NKEYS], const char *prefix,
                       char **uri, struct error **errp);
 /* Add timeout=T to an NBD URI's query (*uri reallocated). 0 or -ENOMEM. */
 int nbd_uri_add_timeout(char **uri, const char *timeout);
+/* Add NAME=VAL to an NBD URI's query (nothing when val is NULL). 0 or -ENOMEM. */
+int nbd_uri_add_param(char **uri, const char *name, const char *val);
 /* Whether s is QEMU's legacy NBD filename: nbd:unix:PATH or nbd:HOST:PORT,
  * either with an optional :exportname=NAME (but not an nbd:// URI). */
 bool nbd_uri_is_legacy(const char *s);
