@@ -51,20 +51,13 @@ static void rb_set_one(uint8_t *b, unsigned order, uint64_t i)
 }
 
 /* The external data file, made as qemu-img does: a sparse raw file of
- * the virtual size, named relative to the image's directory. */
+ * the virtual size, at the name as given (relative to the working
+ * directory, which is also where the image's opener looks for it). */
 static int create_data_file(const char *filename, const struct bdrv_create_opts *opts,
                             struct error **errp)
 {
-    char *full = NULL;
-    if (opts->data_file[0] == '/' || !strchr(filename, '/')) {
-        full = strdup(opts->data_file);
-    } else {
-        char *dup = strdup(filename);
-        if (dup && asprintf(&full, "%s/%s", dirname(dup), opts->data_file) < 0) {
-            full = NULL;
-        }
-        free(dup);
-    }
+    (void)filename;
+    char *full = strdup(opts->data_file);
     if (!full) {
         error_setg(errp, "Out of memory");
         return -ENOMEM;

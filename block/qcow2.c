@@ -241,12 +241,22 @@ static bool node_same_file(struct bdrv_node *n, const struct stat *st)
     return nst.st_dev == st->st_dev && nst.st_ino == st->st_ino;
 }
 
-/* `name` resolved against the image's directory (as a backing file is). */
+/* Whether name starts with a protocol prefix (nbd:, nbd+unix://, ...): a
+ * ':' before any '/'. Such a name is not a path and never relative. */
+static bool name_has_protocol(const char *name)
+{
+    size_t n = strcspn(name, ":/");
+    return n > 0 && name[n] == ':';
+}
+
+/* A backing file's `name` resolved against the image's directory, as QEMU
+ * does; an absolute path or a protocol name (nbd://...) stays as it is. */
 static char *resolve_name(const struct bdrv_node *bs, const char *name)
 {
     const char *self = bs->filename ? bs->filename : "";
     char *full = NULL;
-    if (name[0] == '/' || !strchr(self, '/')) {
+    if (name[0] == '/' || !strchr(self, '/') || name_has_protocol(name) ||
+        name_has_protocol(self)) {
         return strdup(name);
     }
     char *dup = strdup(self);
@@ -269,7 +279,10 @@ static int open_data_file(struct qcow2_state *s, struct error **errp)
         error_setg(errp, "'%s': the image uses an external data file but names none", fn);
         return -EINVAL;
     }
-    s->full_data_file = resolve_name(bs, s->data_file);
+    /* QEMU opens the name as it stands (relative to the working directory,
+     * where qemu-img create put it), not against the image's directory as
+     * it does backing files: follow it so both open the same file. */
+    s->full_data_file = strdup(s->data_file);
     struct bdrv_open_opts o;
     bdrv_open_opts_init(&o);
     o.driver = strdup("file");

@@ -136,3 +136,14 @@ for case in "nbd:127.0.0.1|error parsing address '127.0.0.1' (nbd:HOST:PORT)" \
         fail "info $name: $(cat err.txt)"
 done
 ok "legacy nbd: filenames"
+
+# A backing file named by an NBD URI is not a path: an overlay in another
+# directory reaches the export, as qemu-img's does
+mkdir -p sub
+for b in "nbd+unix:///exp?socket=$T/d.sock" "nbd:unix:$T/d.sock:exportname=exp"; do
+    rm -f sub/ov.qcow2 out.raw
+    qemu-img create -q -f qcow2 -u -b "$b" -F raw sub/ov.qcow2 4M
+    "$IMG" convert -O raw sub/ov.qcow2 out.raw || fail "convert through a backing $b"
+    [ "$(md5sum < out.raw)" = "$sum" ] || fail "data differs through a backing $b"
+done
+ok "NBD backing file names"

@@ -17,6 +17,9 @@ static char *dir;
 static void setup(void)
 {
     dir = bt_tmpdir();
+    /* A data file's relative name is opened from the working directory,
+     * as QEMU opens it. */
+    ck_assert_int_eq(chdir(dir), 0);
 }
 
 static void teardown(void)
@@ -477,9 +480,10 @@ END_TEST
 START_TEST(test_data_file_modes)
 {
     /* Image and data file in a directory the process is not in: the name
-     * resolves against the image's directory, as a backing file's does. */
-    ck_assert_int_eq(sh("mkdir sub && cd sub && qemu-img create -q -f qcow2 -o data_file=d.raw "
-                        "m.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 64k' m.qcow2"), 0);
+     * is opened as it stands (relative to the working directory), as QEMU
+     * does, not against the image's directory as a backing file's is. */
+    ck_assert_int_eq(sh("mkdir sub && qemu-img create -q -f qcow2 -o data_file=sub/d.raw "
+                        "sub/m.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 64k' sub/m.qcow2"), 0);
     char *dp = path("sub/d.raw");
     struct bdrv_node *bs = open_fmt("sub/m.qcow2", "read-only=on");
     ck_assert_int_eq(bt_write_fds(dp), 0);
@@ -497,15 +501,15 @@ START_TEST(test_data_file_modes)
     ck_assert_int_eq(bdrv_reopen_read_only(bs, true, &err), 0);
     ck_assert_int_eq(bt_write_fds(dp), 0);
     bdrv_unref(bs);
-    ck_assert_int_eq(sh("cd sub && qemu-img check -q m.qcow2 && qemu-io -f qcow2 "
+    ck_assert_int_eq(sh("qemu-img check -q sub/m.qcow2 && qemu-io -f qcow2 "
                         "-c 'read -P 7 0 4k' -c 'read -P 8 4k 4k' -c 'read -P 7 8k 56k' "
-                        "m.qcow2 > ../r.out && ! grep -q failed ../r.out"), 0);
+                        "sub/m.qcow2 > r.out && ! grep -q failed r.out"), 0);
     /* Opened read-write: the data file is writable too. */
     bs = open_fmt("sub/m.qcow2", "");
     ck_assert_int_gt(bt_write_fds(dp), 0);
     struct bdrv_qcow2_info qi = { 0 };
     bdrv_get_qcow2_info(bs, &qi);
-    ck_assert_str_eq(qi.data_file, "d.raw");
+    ck_assert_str_eq(qi.data_file, "sub/d.raw");
     ck_assert(!qi.data_file_raw);
     bdrv_unref(bs);
     /* A missing data file: a clear error. */
