@@ -36,3 +36,24 @@ for opts in extended_l2=on extended_l2=on,cluster_size=16384 data_file=d.raw \
     rm -f copy.qcow2
 done
 ok "extended L2 and data file images"
+
+# info shows a data file as qemu-img does (human and JSON)
+qemu-img create -q -f qcow2 -o data_file=i.raw i.qcow2 1M
+qemu-img create -q -f qcow2 -o data_file=j.raw,data_file_raw=on,extended_l2=on j.qcow2 1M
+for f in i.qcow2 j.qcow2; do
+    for o in human json; do
+        qemu-img info --output=$o $f > want.txt
+        "$IMG" info --output=$o $f > got.txt
+        diff -u want.txt got.txt || fail "info --output=$o $f differs from qemu-img's"
+    done
+done
+ok "info of data file images"
+
+# map names the data file where the data lives, as qemu-img does
+qemu-io -f qcow2 -c 'write -P 1 0 64k' -c 'write -P 2 512k 128k' i.qcow2 > /dev/null
+for o in human json; do
+    qemu-img map --output=$o i.qcow2 > want.txt
+    "$IMG" map --output=$o i.qcow2 > got.txt
+    diff -u want.txt got.txt || fail "map --output=$o of a data file image differs from qemu-img's"
+done
+ok "map of a data file image"

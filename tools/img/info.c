@@ -47,6 +47,10 @@ static void print_human(const struct bdrv_info *in, const struct bdrv_qcow2_info
             printf("    lazy refcounts: %s\n", qi->lazy_refcounts ? "true" : "false");
         }
         printf("    refcount bits: %u\n", qi->refcount_bits);
+        if (qi->data_file) {
+            printf("    data file: %s\n", qi->data_file);
+            printf("    data file raw: %s\n", qi->data_file_raw ? "true" : "false");
+        }
         if (v3) {
             printf("    corrupt: %s\n", qi->corrupt ? "true" : "false");
             printf("    extended l2: %s\n", qi->extended_l2 ? "true" : "false");
@@ -64,6 +68,10 @@ static struct json_object *format_specific(const struct bdrv_qcow2_info *qi)
         json_object_object_add(d, "lazy-refcounts", json_object_new_boolean(qi->lazy_refcounts));
     }
     json_object_object_add(d, "refcount-bits", json_object_new_int64(qi->refcount_bits));
+    if (qi->data_file) {
+        json_object_object_add(d, "data-file", json_object_new_string(qi->data_file));
+        json_object_object_add(d, "data-file-raw", json_object_new_boolean(qi->data_file_raw));
+    }
     if (v3) {
         json_object_object_add(d, "corrupt", json_object_new_boolean(qi->corrupt));
         json_object_object_add(d, "extended-l2", json_object_new_boolean(qi->extended_l2));

@@ -192,7 +192,16 @@ int img_cmd_map(int argc, char **argv)
         };
         if (e.has_offset) {
             struct bdrv_node *n = node_at_depth(bs, e.depth);
+            struct bdrv_qcow2_info qi = { 0 };
             e.filename = n ? bdrv_filename(n) : "";
+            /* A qcow2 layer's data may live in its external data file,
+             * named as it was opened (its stored name, as qemu-img shows). */
+            if (n) {
+                bdrv_get_qcow2_info(n, &qi);
+            }
+            if (qi.valid && qi.data_file) {
+                e.filename = qi.data_file;
+            }
         }
         if (have && mergeable(&cur, &e)) {
             cur.length += e.length;
