@@ -95,17 +95,17 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
     }
     if (version == 2 && rbits != 16) {
         error_setg(errp, "Different refcount widths than 16 bits require compatibility "
-                   "level 1.1 or above (use compat=1.1 or greater)");
+                   "level 1.1 or above (use version=v3 or greater)");
         return -EINVAL;
     }
     if (version == 2 && opts->lazy_refcounts) {
         error_setg(errp, "Lazy refcounts only supported with compatibility level 1.1 "
-                   "and above (use compat=1.1 or greater)");
+                   "and above (use version=v3 or greater)");
         return -EINVAL;
     }
     if (version == 2 && opts->extended_l2) {
         error_setg(errp, "Extended L2 entries are only supported with compatibility "
-                   "level 1.1 and above (use compat=1.1 or greater)");
+                   "level 1.1 and above (use version=v3 or greater)");
         return -EINVAL;
     }
     if (version == 2 && opts->data_file) {

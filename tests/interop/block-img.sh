@@ -75,7 +75,7 @@ expect_err 1 "diskdm-img: Invalid image size specified. You may use k, M, G, T, 
 diskdm-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." \
     "$IMG" create -f raw c.raw 10X
 expect_err 1 "diskdm-img: Unknown file format 'vhdx'" "$IMG" create -f vhdx c.raw 1M
-expect_err 1 "diskdm-img: Invalid parameter 'cluster_size'" "$IMG" create -f raw -o cluster_size=4k c.raw 1M
+expect_err 1 "diskdm-img: c.raw: Invalid parameter 'cluster_size'" "$IMG" create -f raw -o cluster_size=4k c.raw 1M
 # Usage errors: the exit code is the tool's (qemu-img says 1), the words are fixed.
 expect_err nz "diskdm-img: --output must be used with human or json as argument.
 Try 'diskdm-img --help' for more information" "$IMG" info --output=xml a.raw

@@ -73,9 +73,9 @@ expect_err 1 "diskdm-img: ov2.qcow2: Could not open 'nope.qcow2': No such file o
 Could not open backing image." "$IMG" create -f qcow2 -b nope.qcow2 -F qcow2 ov2.qcow2
 expect_err 1 "diskdm-img: ov2.qcow2: Image creation needs a size parameter" \
     "$IMG" create -f qcow2 ov2.qcow2
-expect_err 1 "diskdm-img: Cluster size must be a power of two between 512 and 2048k" \
+expect_err 1 "diskdm-img: ov2.qcow2: Cluster size must be a power of two between 512 and 2048k" \
     "$IMG" create -f qcow2 -o cluster_size=3000 ov2.qcow2 1M
-expect_err 1 "diskdm-img: Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)" \
+expect_err 1 "diskdm-img: ov2.qcow2: Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)" \
     "$IMG" create -f qcow2 -o compat=0.10,lazy_refcounts=on ov2.qcow2 1M
 expect_err 1 "diskdm-img: Expecting image file name
 Try 'diskdm-img --help' for more information" "$IMG" create

@@ -171,3 +171,19 @@ for o in driver=qcow2,file.filename=a.qcow2 driver=qcow2,file.driver=file,file.f
     [ "$got" = "$want" ] || fail "info --image-opts $o: '$got', qemu-img '$want'"
 done
 ok "info --image-opts names"
+
+# --- -o errors worded and prefixed as qemu-img's (create: the file before each;
+# convert: "FILE: error while converting FMT: " before the driver's) ----------
+qemu-img create -q -f raw src1m.raw 1M
+for o in size=abc preallocation=bad cluster_size=3000 compat=9 lazy_refcounts=maybe \
+         refcount_bits=3 extended_l2=x "a=b,,c" compat=0.10,lazy_refcounts=on \
+         compat=0.10,refcount_bits=8 compat=0.10,extended_l2=on \
+         compat=0.10,data_file=dd.raw data_file_raw=on; do
+    want=$(qemu-img create -q -f qcow2 -o "$o" oe.qcow2 1M 2>&1 || true)
+    got=$("$IMG" create -q -f qcow2 -o "$o" oe.qcow2 1M 2>&1 || true)
+    [ "${got#diskdm-img}" = "${want#qemu-img}" ] || fail "create -o $o: '$got', qemu-img '$want'"
+    want=$(qemu-img convert -O qcow2 -o "$o" src1m.raw oe.qcow2 2>&1 || true)
+    got=$("$IMG" convert -O qcow2 -o "$o" src1m.raw oe.qcow2 2>&1 || true)
+    [ "${got#diskdm-img}" = "${want#qemu-img}" ] || fail "convert -o $o: '$got', qemu-img '$want'"
+done
+ok "-o errors as qemu-img's"

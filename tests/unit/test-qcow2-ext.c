@@ -342,7 +342,7 @@ START_TEST(test_extl2_create_errors)
     co.compat = "0.10";
     ck_assert_int_eq(bdrv_create("qcow2", p, &co, &err), -EINVAL);
     ck_assert_str_eq(err->msg, "Extended L2 entries are only supported with compatibility "
-                     "level 1.1 and above (use compat=1.1 or greater)");
+                     "level 1.1 and above (use version=v3 or greater)");
     error_free(err);
     /* Preallocation with a backing file needs subclusters. */
     err = NULL;

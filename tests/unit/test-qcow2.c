@@ -457,10 +457,10 @@ START_TEST(test_create_errors)
           "Refcount width must be a power of two and may not exceed 64 bits" },
         { { .size = 1 << 20, .compat = "0.10", .refcount_bits = 8 },
           "Different refcount widths than 16 bits require compatibility level 1.1 or "
-          "above (use compat=1.1 or greater)" },
+          "above (use version=v3 or greater)" },
         { { .size = 1 << 20, .compat = "0.10", .lazy_refcounts = true },
           "Lazy refcounts only supported with compatibility level 1.1 and above "
-          "(use compat=1.1 or greater)" },
+          "(use version=v3 or greater)" },
         { { .size = 1 << 20, .compat = "2.0" }, "Invalid compatibility level: '2.0'" },
         { { .size = 1000 }, "Image size must be a multiple of 512 bytes" },
     };

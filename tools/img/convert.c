@@ -687,8 +687,17 @@ int img_cmd_convert(int argc, char **argv)
         goto out;
     }
     struct bdrv_create_opts co = { 0 };
-    if (optstr && img_parse_create_opts(optstr, out_fmt, &co, &prealloc, &backing,
-                                        &backing_fmt)) {
+    /* qemu-img convert names the target before the errors its format
+     * driver raises, not before the option parser's own. */
+    char *pfx = NULL;
+    if (asprintf(&pfx, "%s: error while converting %s: ", out_name, out_fmt) < 0) {
+        ret = img_error("Out of memory");
+        goto out;
+    }
+    int perr = optstr ? img_parse_create_opts_in(optstr, out_fmt, &co, &prealloc, &backing,
+                                                 &backing_fmt, NULL, pfx) : 0;
+    free(pfx);
+    if (perr) {
         goto out;
     }
     if (backing && strcmp(out_fmt, "qcow2")) {

@@ -121,8 +121,16 @@ int img_cmd_create(int argc, char **argv)
         ret = img_error("Unknown file format '%s'", fmt);
         goto out;
     }
-    if (optstr && img_parse_create_opts(optstr, fmt, &co, &prealloc, &backing,
-                                        &backing_fmt)) {
+    /* qemu-img create names the file before every option error. */
+    char *pfx = NULL;
+    if (asprintf(&pfx, "%s: ", filename) < 0) {
+        ret = img_error("Out of memory");
+        goto out;
+    }
+    int perr = optstr ? img_parse_create_opts_in(optstr, fmt, &co, &prealloc, &backing,
+                                                 &backing_fmt, pfx, NULL) : 0;
+    free(pfx);
+    if (perr) {
         goto out;
     }
     bool size_given = co.size != 0;
@@ -214,7 +222,7 @@ int img_cmd_create(int argc, char **argv)
         co.size = ROUND_UP(co.size, BDRV_SECTOR_SIZE);
     }
     if (bdrv_create(fmt, filename, &co, &err) < 0) {
-        ret = img_error("%s", err->msg);
+        ret = img_error("%s: %s", filename, err->msg);
         error_free(err);
         goto out;
     }

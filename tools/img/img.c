@@ -355,15 +355,32 @@ void img_print_create_help(const char *fmt)
     printf("  size=<size>            - Virtual disk size\n");
 }
 
-int img_parse_create_opts(const char *str, const char *fmt,
-                          struct bdrv_create_opts *co, const char **prealloc,
-                          char **backing, char **backing_fmt)
+/* An option error with qemu-img's prefix for where it arose: `all`
+ * before every message, `drv` before those the format driver raises. */
+static int PRINTF_FMT(4, 5) opt_error(const char *all, const char *drv, bool is_drv,
+                                      const char *fmt, ...)
+{
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    int ret = img_error("%s%s%s", all ? all : "", is_drv && drv ? drv : "",
+                        n < 0 ? "Out of memory" : msg);
+    free(msg);
+    return ret;
+}
+
+int img_parse_create_opts_in(const char *str, const char *fmt,
+                             struct bdrv_create_opts *co, const char **prealloc,
+                             char **backing, char **backing_fmt,
+                             const char *all, const char *drv)
 {
     struct kvlist kv = { 0 };
     struct error *err = NULL;
     bool q = fmt && !strcmp(fmt, "qcow2");
     if (opts_split(str, NULL, &kv, &err) < 0) {
-        int r = img_error("Invalid option list: %s", err->msg);
+        int r = opt_error(all, drv, false, "Invalid option list: %s", err->msg);
         error_free(err);
         return r;
     }
@@ -374,7 +391,8 @@ int img_parse_create_opts(const char *str, const char *fmt,
         bool b;
         if (!strcmp(k, "size")) {
             if (img_parse_size(v, &co->size) < 0) {
-                ret = img_error("Parameter 'size' expects a non-negative number below 2^64\n"
+                ret = opt_error(all, drv, false,
+                                "Parameter 'size' expects a non-negative number below 2^64\n"
                                 "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
                                 "giga-, tera-, peta-\nand exabytes, respectively.");
             }
@@ -386,14 +404,16 @@ int img_parse_create_opts(const char *str, const char *fmt,
                 }
             }
             if (j == ARRAY_SIZE(prealloc_names)) {
-                ret = img_error("Parameter 'preallocation' does not accept value '%s'", v);
+                ret = opt_error(all, drv, true,
+                                "Parameter 'preallocation' does not accept value '%s'", v);
             } else {
                 co->prealloc = j;
                 *prealloc = prealloc_names[j];
             }
         } else if (q && !strcmp(k, "cluster_size")) {
             if (img_parse_size(v, &n) < 0 || n < 512 || n > (2u << 20) || (n & (n - 1))) {
-                ret = img_error("Cluster size must be a power of two between 512 and "
+                ret = opt_error(all, drv, true,
+                                "Cluster size must be a power of two between 512 and "
                                 "2048k");
             } else {
                 co->cluster_size = (uint32_t)n;
@@ -404,11 +424,13 @@ int img_parse_create_opts(const char *str, const char *fmt,
             } else if (!strcmp(v, "1.1") || !strcmp(v, "v3")) {
                 co->compat = "1.1";
             } else {
-                ret = img_error("Parameter 'version' does not accept value '%s'", v);
+                ret = opt_error(all, drv, true,
+                                "Parameter 'version' does not accept value '%s'", v);
             }
         } else if (q && !strcmp(k, "lazy_refcounts")) {
             if (parse_bool(v, &b) < 0) {
-                ret = img_error("Parameter 'lazy_refcounts' expects 'on' or 'off'");
+                ret = opt_error(all, drv, false,
+                                "Parameter 'lazy_refcounts' expects 'on' or 'off'");
             } else {
                 co->lazy_refcounts = b;
             }
@@ -416,19 +438,22 @@ int img_parse_create_opts(const char *str, const char *fmt,
             co->data_file = strdup(v);      /* lives as long as the command */
         } else if (q && !strcmp(k, "data_file_raw")) {
             if (parse_bool(v, &b) < 0) {
-                ret = img_error("Parameter 'data_file_raw' expects 'on' or 'off'");
+                ret = opt_error(all, drv, false,
+                                "Parameter 'data_file_raw' expects 'on' or 'off'");
             } else {
                 co->data_file_raw = b;
             }
         } else if (q && !strcmp(k, "extended_l2")) {
             if (parse_bool(v, &b) < 0) {
-                ret = img_error("Parameter 'extended_l2' expects 'on' or 'off'");
+                ret = opt_error(all, drv, false,
+                                "Parameter 'extended_l2' expects 'on' or 'off'");
             } else {
                 co->extended_l2 = b;
             }
         } else if (q && !strcmp(k, "refcount_bits")) {
             if (parse_uint(v, &n) < 0 || n == 0 || n > 64 || (n & (n - 1))) {
-                ret = img_error("Refcount width must be a power of two and may not "
+                ret = opt_error(all, drv, true,
+                                "Refcount width must be a power of two and may not "
                                 "exceed 64 bits");
             } else {
                 co->refcount_bits = (unsigned)n;
@@ -440,20 +465,29 @@ int img_parse_create_opts(const char *str, const char *fmt,
             free(*backing_fmt);
             *backing_fmt = strdup(v);
         } else {
-            ret = img_error("Invalid parameter '%s'", k);
+            ret = opt_error(all, drv, false, "Invalid parameter '%s'", k);
         }
     }
     if (ret == 0 && co->lazy_refcounts && co->compat && !strcmp(co->compat, "0.10")) {
-        ret = img_error("Lazy refcounts only supported with compatibility level 1.1 "
+        ret = opt_error(all, drv, true,
+                        "Lazy refcounts only supported with compatibility level 1.1 "
                         "and above (use version=v3 or greater)");
     }
     if (ret == 0 && co->refcount_bits && co->refcount_bits != 16 && co->compat &&
         !strcmp(co->compat, "0.10")) {
-        ret = img_error("Different refcount widths than 16 bits require compatibility "
+        ret = opt_error(all, drv, true,
+                        "Different refcount widths than 16 bits require compatibility "
                         "level 1.1 or above (use version=v3 or greater)");
     }
     kvlist_free(&kv);
     return ret;
+}
+
+int img_parse_create_opts(const char *str, const char *fmt,
+                          struct bdrv_create_opts *co, const char **prealloc,
+                          char **backing, char **backing_fmt)
+{
+    return img_parse_create_opts_in(str, fmt, co, prealloc, backing, backing_fmt, NULL, NULL);
 }
 
 int main(int argc, char **argv)

@@ -132,6 +132,13 @@ void img_json_print(struct json_object *v);
 int img_parse_create_opts(const char *str, const char *fmt,
                           struct bdrv_create_opts *co, const char **prealloc,
                           char **backing, char **backing_fmt);
+/* The same, printing errors as qemu-img does for that command: `all`
+ * (e.g. "FILE: ") before each, `drv` (e.g. "FILE: error while converting
+ * qcow2: ") before those the format driver raises; NULL for none. */
+int img_parse_create_opts_in(const char *str, const char *fmt,
+                             struct bdrv_create_opts *co, const char **prealloc,
+                             char **backing, char **backing_fmt,
+                             const char *all, const char *drv);
 /* "-o help" for `fmt`. */
 void img_print_create_help(const char *fmt);
 /* Is `fmt` a driver the block layer knows? */
