@@ -573,6 +573,17 @@ static int nbd_client_batch_wait(struct nbd_client_batch *b)
         b->next->pprev = b->pprev;
     }
     int ret = b->timed_out ? -ETIMEDOUT : b->err ? nbd_client_errno_map(b->err) : 0;
+    if (b->err && b->err != EIO && nbd_client_errno_map(b->err) == -EIO && !s->dead &&
+        s->reconnect_ns) {
+        /* The connection failed the batch (ENOTCONN, EPIPE...) before the
+         * leader saw it end, or the server is shutting down (qemu-nbd
+         * answers what is in flight with ESHUTDOWN when stopped): leave
+         * it now, and send this again on the next connection. */
+        s->dead = true;
+        if (s->fd >= 0) {
+            shutdown(s->fd, SHUT_RDWR);
+        }
+    }
     b->lost = ret < 0 && !b->timed_out && s->reconnect_ns &&
               (s->dead || s->gen != b->gen);
     if (s->dead) {
@@ -622,17 +633,18 @@ static void *nbd_client_watchdog(void *opaque)
             nbd_client_handoff(s, NULL);
         }
         s->poll_deadline = next;
-        if (kill && s->fd >= 0) {
-            /* under mu: a reconnection replaces the handle only with -1 here */
-            shutdown(s->fd, SHUT_RDWR);
-        }
-        pthread_mutex_unlock(&s->mu);
         if (kill) {
+            /* logged before the requests fail; the socket is shut down
+             * under mu, as a reconnection sets s->fd to -1 before closing it */
             log_error("NBD server %s did not answer within %.3g s; connection "
                       "dropped, requests on it %s", s->bs->filename,
                       (double)s->timeout_ns / 1e9,
                       s->reconnect_ns ? "wait for a reconnection" : "fail");
+            if (s->fd >= 0) {
+                shutdown(s->fd, SHUT_RDWR);
+            }
         }
+        pthread_mutex_unlock(&s->mu);
         struct pollfd pfd = { .fd = s->wake_fd, .events = POLLIN };
         int timeout_ms = -1;
         if (next) {

@@ -823,6 +823,221 @@ START_TEST(test_timeout_zero)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* reconnect-delay                                                      */
+/* ------------------------------------------------------------------ */
+
+#define RC_READERS 4
+
+struct rc_reader {
+    struct bdrv_node *bs;
+    int idx;
+    volatile int *stop;
+    int reads, failures, first_err;
+};
+
+/* Read the reader's 64 KiB regions over and over, checking every byte,
+ * until told to stop. */
+static void *rc_reader_run(void *opaque)
+{
+    struct rc_reader *r = opaque;
+    uint8_t buf[65536];
+    for (int i = 0; !*r->stop || i < 32; i++) {
+        uint64_t off = ((uint64_t)(i * RC_READERS + r->idx) * sizeof(buf)) % IMG_SIZE;
+        int ret = bdrv_pread(r->bs, off, buf, sizeof(buf));
+        if (ret < 0 || !region_ok(buf, off, sizeof(buf), 3)) {
+            if (!r->failures++) {
+                r->first_err = ret;
+            }
+        }
+        r->reads++;
+    }
+    return NULL;
+}
+
+/*
+ * The server (started by `cmd`, a format taking dir, dir, img) is
+ * stopped and started again on the same socket while readers stream
+ * reads through a node with reconnect-delay: every read returns the
+ * image's data, and the node writes on the new connection.
+ */
+static void reconnect_during_reads(const char *cmd)
+{
+    char opts[PATH_MAX + 128];
+    server_start("s", cmd, dir, dir, img);
+    snprintf(opts, sizeof(opts), "driver=nbd,filename=nbd+unix:///?socket=%s/s.sock"
+             "&reconnect-delay=20&timeout=20", dir);
+    struct bdrv_node *bs = bt_open_ok("%s", opts);
+    char name[PATH_MAX + 32];
+    snprintf(name, sizeof(name), "nbd+unix://?socket=%s/s.sock", dir);
+    ck_assert_str_eq(bdrv_filename(bs), name);
+    volatile int stop = 0;
+    struct rc_reader r[RC_READERS];
+    pthread_t th[RC_READERS];
+    for (int i = 0; i < RC_READERS; i++) {
+        r[i] = (struct rc_reader){ .bs = bs, .idx = i, .stop = &stop };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, rc_reader_run, &r[i]), 0);
+    }
+    for (int round = 0; round < 1; round++) {
+        usleep(100000);
+        server_stop("s");
+        usleep(200000);     /* requests meanwhile wait */
+        server_start("s", cmd, dir, dir, img);
+    }
+    stop = 1;
+    for (int i = 0; i < RC_READERS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(r[i].failures == 0, "reader %d: %d of %d reads failed (first %d)",
+                      i, r[i].failures, r[i].reads, r[i].first_err);
+    }
+    uint8_t buf[4096];
+    memset(buf, 0xa5, sizeof(buf));
+    ck_assert_int_eq(bdrv_pwrite(bs, 8192, buf, sizeof(buf), 0), 0);
+    ck_assert_int_eq(bdrv_flush(bs), 0);
+    memset(buf, 0, sizeof(buf));
+    ck_assert_int_eq(bdrv_pread(bs, 8192, buf, sizeof(buf)), 0);
+    ck_assert_int_eq(buf[0], 0xa5);
+    ck_assert_int_eq(buf[4095], 0xa5);
+    bdrv_unref(bs);
+    server_stop("s");
+}
+
+START_TEST(test_reconnect_diskdm_nbd)
+{
+    char cmd[PATH_MAX];
+    snprintf(cmd, sizeof(cmd), "%s/diskdm-nbd -t -e 8 -f raw -k %%s/s.sock --fork "
+             "--pid-file=%%s/s.pid %%s", build_dir());
+    reconnect_during_reads(cmd);
+}
+END_TEST
+
+START_TEST(test_reconnect_qemu_nbd)
+{
+    reconnect_during_reads("qemu-nbd -t -e 8 -f raw -k %s/s.sock --fork "
+                           "--pid-file=%s/s.pid %s");
+}
+END_TEST
+
+/* Start diskdm-nbd on dir/s.sock with extra options, for file f. */
+static void rc_server(const char *extra, const char *f)
+{
+    server_start("s", "%s/diskdm-nbd -t %s -f raw -k %s/s.sock --fork --pid-file=%s/s.pid %s",
+                 build_dir(), extra, dir, dir, f);
+}
+
+/* Without reconnect-delay (or with 0) a restarted server does not help:
+ * the first request after the drop and every later one fail with EIO. */
+START_TEST(test_reconnect_delay_zero)
+{
+    static const char *const q[] = { "", "&reconnect-delay=0" };
+    for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+        char opts[PATH_MAX + 128];
+        uint8_t buf[4096];
+        rc_server("", img);
+        snprintf(opts, sizeof(opts),
+                 "driver=nbd,filename=nbd+unix:///?socket=%s/s.sock%s", dir, q[i]);
+        struct bdrv_node *bs = bt_open_ok("%s", opts);
+        ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), 0);
+        server_stop("s");
+        rc_server("", img);
+        ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), -EIO);
+        ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), -EIO);
+        bdrv_unref(bs);
+        server_stop("s");
+    }
+}
+END_TEST
+
+/*
+ * The export is not the one the node opened after the restart: another
+ * size, or read-only under a writable node. The error is logged once and
+ * requests fail with EIO, also once the right export is back.
+ */
+static void reconnect_changed(const char *extra, const char *file, const char *want_fmt)
+{
+    char log[PATH_MAX], opts[PATH_MAX + 128], want[PATH_MAX + 256];
+    uint8_t buf[4096];
+    snprintf(log, sizeof(log), "%s/log", dir);
+    unlink(log);
+    ck_assert_int_eq(log_set_file(log), 0);
+    rc_server("", img);
+    snprintf(opts, sizeof(opts),
+             "driver=nbd,filename=nbd+unix:///?socket=%s/s.sock&reconnect-delay=10", dir);
+    struct bdrv_node *bs = bt_open_ok("%s", opts);
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), 0);
+    server_stop("s");
+    rc_server(extra, file);
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), -EIO);
+    server_stop("s");
+    rc_server("", img);
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), -EIO);
+    snprintf(want, sizeof(want), want_fmt, dir);
+    ck_assert_int_eq(count_lines(log, want), 1);
+    bdrv_unref(bs);
+    server_stop("s");
+}
+
+START_TEST(test_reconnect_size_changed)
+{
+    char *small = bt_image(dir, "small.raw", IMG_SIZE / 2, 3);
+    reconnect_changed("", small, "NBD server nbd+unix://?socket=%s/s.sock: the export is "
+                      "2097152 bytes after reconnecting, the node 4194304; requests on "
+                      "it fail");
+    free(small);
+}
+END_TEST
+
+START_TEST(test_reconnect_became_read_only)
+{
+    reconnect_changed("-r", img, "NBD server nbd+unix://?socket=%s/s.sock: the export is "
+                      "read-only after reconnecting, the node writable; requests on it "
+                      "fail");
+}
+END_TEST
+
+/* A server that does not come back: requests fail with EIO once
+ * reconnect-delay has passed, and the option form works alike. */
+START_TEST(test_reconnect_server_gone)
+{
+    char opts[PATH_MAX + 128];
+    uint8_t buf[4096];
+    rc_server("", img);
+    snprintf(opts, sizeof(opts), "driver=nbd,server.type=unix,server.path=%s/s.sock,"
+             "reconnect-delay=0.5", dir);
+    struct bdrv_node *bs = bt_open_ok("%s", opts);
+    char name[PATH_MAX + 32];
+    snprintf(name, sizeof(name), "nbd+unix://?socket=%s/s.sock", dir);
+    ck_assert_str_eq(bdrv_filename(bs), name);
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), 0);
+    server_stop("s");
+    ck_assert_int_eq(bdrv_pread(bs, 0, buf, sizeof(buf)), -EIO);
+    ck_assert_int_eq(bdrv_pwrite(bs, 0, buf, sizeof(buf), 0), -EIO);
+    bdrv_unref(bs);
+}
+END_TEST
+
+/* A bad reconnect-delay is refused at open, in either form. */
+START_TEST(test_bad_reconnect_delay)
+{
+    static const char *const bad[] = { "abc", "-1", "1e9", "2s" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char s[PATH_MAX + 128], want[128];
+        snprintf(want, sizeof(want), "Parameter 'reconnect-delay' expects a number of "
+                 "seconds (0 = no reconnecting): '%s'", bad[i]);
+        snprintf(s, sizeof(s), "driver=nbd,filename=nbd+unix:///?socket=%s/none.sock&"
+                 "reconnect-delay=%s", dir, bad[i]);
+        char *msg = bt_open_fail("%s", s, NULL);
+        ck_assert_str_eq(msg, want);
+        free(msg);
+        snprintf(s, sizeof(s), "driver=nbd,server.type=unix,server.path=%s/none.sock,"
+                 "reconnect-delay=%s", dir, bad[i]);
+        msg = bt_open_fail("%s", s, NULL);
+        ck_assert_str_eq(msg, want);
+        free(msg);
+    }
+}
+END_TEST
+
 int main(void)
 {
     log_init("test-block-nbd-client", LOG_ERROR);
@@ -847,6 +1062,13 @@ int main(void)
     tcase_add_test(tc, test_drive_option_form);
     tcase_add_test(tc, test_drive_option_form_errors);
     tcase_add_test(tc, test_timeout_zero);
+    tcase_add_test(tc, test_reconnect_diskdm_nbd);
+    tcase_add_test(tc, test_reconnect_qemu_nbd);
+    tcase_add_test(tc, test_reconnect_delay_zero);
+    tcase_add_test(tc, test_reconnect_size_changed);
+    tcase_add_test(tc, test_reconnect_became_read_only);
+    tcase_add_test(tc, test_reconnect_server_gone);
+    tcase_add_test(tc, test_bad_reconnect_delay);
     suite_add_tcase(s, tc);
     snprintf(pid_list, sizeof(pid_list), "/tmp/diskdm-nbd-client-%d.pids", (int)getpid());
     int ret = bt_run(s);
