@@ -114,9 +114,11 @@ static void connect_front(struct front *f)
 
 /*
  * One message: request byte, flags byte (version bit forced unless the
- * top bit asks for raw flags), fd selector byte, 16-bit size, payload.
- * The payload is sent whole (zero-padded) so the back end never waits for
- * bytes that will not come; a size over the limit sends the header only.
+ * top bit asks for raw flags), fd selector byte, 16-bit size (under 512
+ * unless its top bit asks for any 15-bit size, so most headers are good),
+ * payload. The payload is sent whole (zero-padded) so the back end never
+ * waits for bytes that will not come; a size over the limit sends the
+ * header only.
  */
 static void op_message(struct front *f, struct input *in)
 {
@@ -125,6 +127,7 @@ static void op_message(struct front *f, struct input *in)
     uint8_t fl = (uint8_t)take(in, 1);
     uint8_t fdsel = (uint8_t)take(in, 1);
     uint32_t size = (uint32_t)take(in, 2);
+    size = (size & 0x8000) ? (size & 0x7fff) : (size & 0x1ff);
     uint32_t flags = (fl & 0x80) ? (fl & 0x7f) : (0x1u | (fl & 0x0c));
     uint32_t body = size <= 4096 ? size : 0;
 
