@@ -1016,6 +1016,31 @@ START_TEST(test_reconnect_server_gone)
 }
 END_TEST
 
+/* -drive takes reconnect-delay too, with a URI as the file and with
+ * server.*: a read after the server restarted returns the data. */
+START_TEST(test_reconnect_drive)
+{
+    char drive[2][PATH_MAX + 128];
+    snprintf(drive[0], sizeof(drive[0]), "file=nbd+unix:///?socket=%s/s.sock,"
+             "reconnect-delay=10,format=raw", dir);
+    snprintf(drive[1], sizeof(drive[1]), "driver=nbd,server.type=unix,"
+             "server.path=%s/s.sock,reconnect-delay=10,timeout=10", dir);
+    for (int i = 0; i < 2; i++) {
+        uint8_t buf[4096];
+        rc_server("", img);
+        struct bdrv_node *bs = open_drive(drive[i]);
+        ck_assert_int_eq(bdrv_pread(bs, 4096, buf, sizeof(buf)), 0);
+        server_stop("s");
+        rc_server("", img);
+        memset(buf, 0, sizeof(buf));
+        ck_assert_int_eq(bdrv_pread(bs, 4096, buf, sizeof(buf)), 0);
+        ck_assert(region_ok(buf, 4096, sizeof(buf), 3));
+        bdrv_unref(bs);
+        server_stop("s");
+    }
+}
+END_TEST
+
 /* A bad reconnect-delay is refused at open, in either form. */
 START_TEST(test_bad_reconnect_delay)
 {
@@ -1069,6 +1094,7 @@ int main(void)
     tcase_add_test(tc, test_reconnect_became_read_only);
     tcase_add_test(tc, test_reconnect_server_gone);
     tcase_add_test(tc, test_bad_reconnect_delay);
+    tcase_add_test(tc, test_reconnect_drive);
     suite_add_tcase(s, tc);
     snprintf(pid_list, sizeof(pid_list), "/tmp/diskdm-nbd-client-%d.pids", (int)getpid());
     int ret = bt_run(s);
