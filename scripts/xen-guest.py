@@ -46,6 +46,8 @@ import time
 
 ERR, DRQ, BSY = 0x01, 0x08, 0x80
 
+# How long a command may keep the drive busy before the guest gives up.
+BUSY_SECS = float(os.environ.get("XEN_GUEST_BUSY_SECS", "30"))
 CHANNELS = {"hda": (0x1f0, 0x3f6, 0), "hdb": (0x1f0, 0x3f6, 1),
             "hdc": (0x170, 0x376, 0), "hdd": (0x170, 0x376, 1)}
 ERRBITS = [(0x04, "ABRT"), (0x10, "IDNF"), (0x40, "UNC"), (0x80, "ICRC"),
@@ -101,7 +103,10 @@ class Guest:
 
     # --- ATA -----------------------------------------------------------
     def wait(self, base, ctl):
-        for _ in range(100000):
+        # By the clock, not a poll count: a request may take a while on a
+        # loaded machine or behind a slow NBD server with its own timeout.
+        deadline = time.monotonic() + BUSY_SECS
+        while time.monotonic() < deadline:
             st = self.inb(ctl)
             if not st & BSY:
                 return self.inb(base + 7)
@@ -193,7 +198,8 @@ class Guest:
         self.outb(bm, 0x01)
         subprocess.run(cmd, shell=True, check=True)
         st = self.wait(base, ctl)
-        for _ in range(100000):
+        deadline = time.monotonic() + BUSY_SECS
+        while time.monotonic() < deadline:
             if not self.inb(bm + 2) & 1:
                 break
         self.outb(bm, 0x00)
@@ -356,7 +362,8 @@ class Virtio:
         self.avail_idx += 1
         g.cmd("writew 0x%x 0x%x" % (avail + 2, self.avail_idx))
         g.cmd("outw 0x%x 0x0000" % (self.io + 0x10))
-        for _ in range(100000):
+        deadline = time.monotonic() + BUSY_SECS
+        while time.monotonic() < deadline:
             if int(g.cmd("readw 0x%x" % (used + 2)), 16) == self.avail_idx:
                 break
         g.cmd("inb 0x%x" % (self.io + 0x13))             # ISR: lower INTx
