@@ -20,7 +20,7 @@ sha256sum "$T/n.img" > "$T/sums"
 
 "$NBD" -r -t -e 4 -f raw -k "$T/n.sock" --fork --pid-file "$T/n.pid" "$T/n.img"
 nbd_pid=$(cat "$T/n.pid")
-at_exit "kill $nbd_pid 2>/dev/null || true"
+at_exit "kill $nbd_pid 2>/dev/null; kill -CONT $nbd_pid 2>/dev/null || true"   # a stopped server takes SIGTERM once continued
 URI="nbd+unix:///?socket=$T/n.sock&timeout=2"
 
 # A domain whose disk is mode=w on the read-only export does not start:
