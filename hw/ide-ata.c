@@ -114,8 +114,7 @@ void ide_identify(struct ide_drive *s)
     put_le16(p + 58 * 2, oldsize >> 16);
     if (s->mult_sectors)
         put_le16(p + 59 * 2, 0x100 | s->mult_sectors);
-    put_le16(p + 60 * 2, s->nb_sectors);
-    put_le16(p + 61 * 2, s->nb_sectors >> 16);
+    /* words 60-61 and 100-103, the capacity: ide_identify_size */
     put_le16(p + 62 * 2, 0x07);         /* single word dma0-2 */
     put_le16(p + 63 * 2, 0x07);         /* mdma0-2 */
     put_le16(p + 64 * 2, 0x03);         /* pio3-4 */
@@ -134,13 +133,10 @@ void ide_identify(struct ide_drive *s)
     put_le16(p + 87 * 2, 1 << 14);
     put_le16(p + 88 * 2, 0x3f | (1 << 13));     /* udma0-5, udma5 selected */
     put_le16(p + 93 * 2, 1 | (1 << 14) | 0x2000);
-    put_le16(p + 100 * 2, s->nb_sectors);
-    put_le16(p + 101 * 2, s->nb_sectors >> 16);
-    put_le16(p + 102 * 2, s->nb_sectors >> 32);
-    put_le16(p + 103 * 2, s->nb_sectors >> 48);
     put_le16(p + 106 * 2, 0x6000);      /* one logical sector per physical */
     put_le16(p + 169 * 2, 1);           /* TRIM */
     s->identify_set = true;
+    ide_identify_size(s);
 
 fill_buffer:
     memcpy(s->io_buffer, p, 512);
