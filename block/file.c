@@ -871,13 +871,9 @@ static int write_inline(struct bdrv_node *bs, struct file_state *s, struct bdrv_
             /* The rest would block: the ring does it, or failing that
              * (nothing else may take a request half done) this thread. */
             s->nowait_writes = NOWAIT_TAKEN;
-            free(fa);
             if (!s->ring_unusable && ring_start(bs, s, aio, (uint64_t)n) == 0) {
+                free(fa);
                 return 0;
-            }
-            fa = aio_new(bs, aio, 0, false);
-            if (!fa) {
-                return -EAGAIN;     /* the worker writes it all again */
             }
             int ret = file_pwritev(bs, aio->offset, aio->bytes, aio->iov, aio->iovcnt, 0);
             return inline_finish(s, fa, ret);
