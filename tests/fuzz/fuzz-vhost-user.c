@@ -7,6 +7,7 @@
  * hang-ups (the back end then takes a new connection).
  */
 #include "hw/hw.h"
+#include "tests/fuzz/fuzz-common.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,61 +20,6 @@
 
 #define MEM_SIZE    (256u << 10)
 #define MSG_MAX     (12 + 4096)
-
-/* libFuzzer keeps one process for many inputs: the image is made once. */
-struct fuzz_env {
-    char dir[64];
-    char img[96];
-};
-
-static struct fuzz_env env;
-
-static void env_cleanup(void)
-{
-    unlink(env.img);
-    rmdir(env.dir);
-}
-
-static struct fuzz_env *env_get(void)
-{
-    static bool ready;
-    if (ready) {
-        return &env;
-    }
-    strcpy(env.dir, "/tmp/fuzz-vhost.XXXXXX");
-    if (!mkdtemp(env.dir)) {
-        abort();
-    }
-    snprintf(env.img, sizeof(env.img), "%s/v.img", env.dir);
-    int fd = open(env.img, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || ftruncate(fd, 1 << 20) < 0) {
-        abort();
-    }
-    close(fd);
-    atexit(env_cleanup);
-    ready = true;
-    return &env;
-}
-
-/* Bytes of the input, consumed front to back; zeros once it runs out. */
-struct input {
-    const uint8_t *p;
-    size_t left;
-};
-
-static uint64_t take(struct input *in, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t b = 0;
-        if (in->left) {
-            b = *in->p++;
-            in->left--;
-        }
-        v |= (uint64_t)b << (8 * i);
-    }
-    return v;
-}
 
 struct front {
     struct event_loop *loop;
@@ -179,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct fuzz_env *e = env_get();
+    struct fuzz_env *e = fuzz_env_get("/tmp/fuzz-vhost.XXXXXX");
     struct error *err = NULL;
     struct input in = { data, size };
     struct front f = { .fd = -1 };

@@ -8,6 +8,7 @@
  * or touch memory outside guest RAM (ASan watches the RAM mapping's ends).
  */
 #include "hw/hw.h"
+#include "tests/fuzz/fuzz-common.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,53 +22,6 @@
 #define MODERN      0xfe000000ull
 #define RING0       0x10000u
 #define RING1       0x20000u
-
-/* libFuzzer keeps one process for many inputs: the image is made once. */
-struct fuzz_env {
-    char dir[64];
-    char img[96];
-};
-
-static struct fuzz_env *env_get(void)
-{
-    static struct fuzz_env env;
-    static bool ready;
-    if (ready) {
-        return &env;
-    }
-    strcpy(env.dir, "/tmp/fuzz-virtio.XXXXXX");
-    if (!mkdtemp(env.dir)) {
-        abort();
-    }
-    snprintf(env.img, sizeof(env.img), "%s/v.img", env.dir);
-    int fd = open(env.img, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || ftruncate(fd, 1 << 20) < 0) {
-        abort();
-    }
-    close(fd);
-    ready = true;
-    return &env;
-}
-
-/* Bytes of the input, consumed front to back; zeros once it runs out. */
-struct input {
-    const uint8_t *p;
-    size_t left;
-};
-
-static uint64_t take(struct input *in, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t b = 0;
-        if (in->left) {
-            b = *in->p++;
-            in->left--;
-        }
-        v |= (uint64_t)b << (8 * i);
-    }
-    return v;
-}
 
 static void cfg_write(struct machine *m, unsigned off, unsigned size, uint32_t v)
 {
@@ -113,7 +67,7 @@ static const unsigned sizes[4] = { 1, 2, 4, 8 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct fuzz_env *env = env_get();
+    struct fuzz_env *env = fuzz_env_get("/tmp/fuzz-virtio.XXXXXX");
     struct error *err = NULL;
     struct input in = { data, size };
     char drive[256];
