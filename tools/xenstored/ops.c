@@ -411,9 +411,6 @@ static int xsd_op_mkdir(struct xsd_conn *c)
     int err;
     const struct xsd_node *n = xsd_arg_node(c, &v, XSD_PERM_WRITE, &path, &err);
     if (!n) {
-        if (!path) {
-            return err;
-        }
         if (err != ENOENT) {
             goto out;
         }
@@ -437,9 +434,6 @@ static int xsd_op_rm(struct xsd_conn *c)
     int err;
     const struct xsd_node *n = xsd_arg_node(c, &v, XSD_PERM_WRITE, &path, &err);
     if (!n) {
-        if (!path) {
-            return err;
-        }
         if (err == ENOENT) {
             /* Removing what is not there is fine if the parent is. */
             char *parent = xsd_path_parent(path);
