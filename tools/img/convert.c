@@ -425,19 +425,13 @@ static int run_copy(struct conv_state *s, unsigned nb_workers)
     return s->err;
 }
 
-/* Does a qcow2 layer keep its data in an external data file (v3
- * incompatible feature bit 2)? Block status maps into that file, not
- * into the file child. */
-static bool external_data(struct bdrv_node *n, struct bdrv_node *file)
+/* Does a qcow2 layer keep its data in an external data file? Block
+ * status maps into that file, not into the file child. */
+static bool external_data(struct bdrv_node *n)
 {
-    uint8_t hdr[80];
-    if (strcmp(bdrv_driver_name(n), "qcow2")) {
-        return false;
-    }
-    if (bdrv_pread(file, 0, hdr, sizeof(hdr)) < 0) {
-        return true;    /* cannot tell: do not take the shortcut */
-    }
-    return hdr[7] >= 3 && (hdr[79] & 4);
+    struct bdrv_qcow2_info qi;
+    bdrv_get_qcow2_info(n, &qi);
+    return qi.valid && qi.data_file;
 }
 
 /* The plain files under each source's layers, read-only (-1 where a
@@ -451,7 +445,7 @@ static void open_source_files(struct conv_state *s)
              n = bdrv_backing_child(n), d++) {
             struct bdrv_node *sf = bdrv_file_child(n);
             if (s->fds[i][d] < 0 && sf && !strcmp(bdrv_driver_name(sf), "file") &&
-                !external_data(n, sf)) {
+                !external_data(n)) {
                 s->fds[i][d] = open(bdrv_filename(sf), O_RDONLY | O_CLOEXEC);
             }
         }
