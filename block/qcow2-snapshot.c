@@ -326,24 +326,6 @@ static int write_l1(struct qcow2_state *s, uint64_t off, const uint64_t *l1, uin
     return ret;
 }
 
-static int read_l1(struct qcow2_state *s, const struct qcow2_snapshot *sn, uint64_t **out)
-{
-    uint64_t *l1 = calloc(MAX(sn->l1_size, 1), 8);
-    if (!l1) {
-        return -ENOMEM;
-    }
-    int ret = sn->l1_size ? bdrv_pread(s->file, sn->l1_offset, l1, (size_t)sn->l1_size * 8) : 0;
-    if (ret < 0) {
-        free(l1);
-        return ret;
-    }
-    for (uint32_t i = 0; i < sn->l1_size; i++) {
-        l1[i] = __builtin_bswap64(l1[i]);
-    }
-    *out = l1;
-    return 0;
-}
-
 /* Forget every cached L2 table (tables were freed or replaced). */
 static void l2_cache_clear(struct qcow2_state *s)
 {
@@ -595,7 +577,7 @@ int qcow2_snapshot_apply(struct bdrv_node *bs, const char *name, struct error **
         ret = -EIO;
         goto out;
     }
-    ret = read_l1(s, sn, &sl1);
+    ret = qcow2_load_table(s, sn->l1_offset, sn->l1_size, &sl1);
     if (ret < 0) {
         goto out;
     }
@@ -692,7 +674,8 @@ int qcow2_snapshot_delete(struct bdrv_node *bs, const char *name, struct error *
         error_setg(errp, "Could not delete snapshot '%s': snapshot not found", name);
         return -ENOENT;
     }
-    ret = read_l1(s, &s->snaps[idx], &sl1);
+    ret = qcow2_load_table(s, s->snaps[idx].l1_offset, s->snaps[idx].l1_size,
+                           &sl1);
     if (ret < 0) {
         goto out;
     }

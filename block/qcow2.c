@@ -209,8 +209,8 @@ static bool table_ok(struct qcow2_state *s, uint64_t off, uint64_t len)
            off <= s->file_len && len <= s->file_len - off;
 }
 
-static int load_table(struct qcow2_state *s, uint64_t off, uint32_t entries,
-                      uint64_t **out)
+int qcow2_load_table(struct qcow2_state *s, uint64_t off, uint32_t entries,
+                     uint64_t **out)
 {
     uint64_t *t = calloc(entries ? entries : 1, 8);
     if (!t) {
@@ -619,12 +619,12 @@ static int qcow2_do_open(struct bdrv_node *bs, struct error **errp)
     if (ret < 0) {
         goto out_free;
     }
-    ret = load_table(s, s->l1_offset, s->l1_size, &s->l1);
+    ret = qcow2_load_table(s, s->l1_offset, s->l1_size, &s->l1);
     if (ret < 0) {
         FAIL(ret, "Could not read the L1 table of '%s': %s", fn, strerror(-ret));
     }
     s->rt_entries = (uint32_t)(((uint64_t)s->rt_clusters << s->cluster_bits) / 8);
-    ret = load_table(s, s->rt_offset, s->rt_entries, &s->rt);
+    ret = qcow2_load_table(s, s->rt_offset, s->rt_entries, &s->rt);
     if (ret < 0) {
         FAIL(ret, "Could not read the reference count table of '%s': %s", fn,
              strerror(-ret));

@@ -299,6 +299,10 @@ static inline uint64_t qcow2_sc_mask(unsigned first, unsigned n)
 }
 
 /* ---- qcow2.c ------------------------------------------------------- */
+/* A table of `entries` big-endian u64 at `off`, host-endian in *out
+ * (at least one entry allocated; the caller frees it). */
+int qcow2_load_table(struct qcow2_state *s, uint64_t off, uint32_t entries,
+                     uint64_t **out);
 /* Write header field(s) in place at `off` (big-endian bytes in buf). */
 int qcow2_write_header_field(struct qcow2_state *s, unsigned off,
                              const void *buf, size_t len);
