@@ -9,8 +9,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <libgen.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,22 +51,13 @@ static void rb_set_one(uint8_t *b, unsigned order, uint64_t i)
 /* The external data file, made as qemu-img does: a sparse raw file of
  * the virtual size, at the name as given (relative to the working
  * directory, which is also where the image's opener looks for it). */
-static int create_data_file(const char *filename, const struct bdrv_create_opts *opts,
-                            struct error **errp)
+static int create_data_file(const struct bdrv_create_opts *opts, struct error **errp)
 {
-    (void)filename;
-    char *full = strdup(opts->data_file);
-    if (!full) {
-        error_setg(errp, "Out of memory");
-        return -ENOMEM;
-    }
     struct bdrv_create_opts fo = { .size = opts->size };
     if (opts->prealloc == PREALLOC_FALLOC || opts->prealloc == PREALLOC_FULL) {
         fo.prealloc = opts->prealloc;
     }
-    int ret = bdrv_create("file", full, &fo, errp);
-    free(full);
-    return ret;
+    return bdrv_create("file", opts->data_file, &fo, errp);
 }
 
 int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
@@ -190,7 +179,7 @@ int qcow2_create(const char *filename, const struct bdrv_create_opts *opts,
     if (!ext_data && (opts->prealloc == PREALLOC_FALLOC || opts->prealloc == PREALLOC_FULL)) {
         fo.prealloc = opts->prealloc;
     }
-    if (ext_data && (ret = create_data_file(filename, opts, errp)) < 0) {
+    if (ext_data && (ret = create_data_file(opts, errp)) < 0) {
         return ret;
     }
     ret = bdrv_create("file", filename, &fo, errp);
