@@ -48,6 +48,16 @@ static int qcow2_check_ext_entry(struct qcow2_state *s, uint64_t e, uint64_t bm)
     return 0;
 }
 
+/* Whether the NORMAL cluster behind `e` is this image's alone, so it can
+ * be changed in place (a data file's clusters are never shared). */
+static bool cluster_owned(struct qcow2_state *s, uint64_t e)
+{
+    uint64_t rc = 0;
+    return s->data || ((e & QCOW2_OFLAG_COPIED) &&
+                       qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits,
+                                          &rc) == 0 && rc == 1);
+}
+
 /*
  * get_mapping_ex for extended L2 entries: a run of subclusters in the
  * same state; it continues into following entries whose subclusters are
@@ -145,7 +155,7 @@ int qcow2_ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
     uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
     uint64_t start = cur & ~s->cluster_mask, in = cur - start;
-    uint64_t l2_off, rc = 0;
+    uint64_t l2_off;
     int ret;
 
     uint8_t *t = qcow2_l2_table_for_write(s, l1_index, &l2_off, &ret);
@@ -159,11 +169,7 @@ int qcow2_ext_write(struct bdrv_node *bs, uint64_t cur, uint64_t n,
     }
     enum qcow2_ctype ty = qcow2_classify(s, e);
     uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
-    /* A data file's clusters are never shared (implicit refcount 1). */
-    bool owned = ty == QCOW2_C_NORMAL &&
-                 (s->data || ((e & QCOW2_OFLAG_COPIED) &&
-                              qcow2_get_refcount(s, host >> s->cluster_bits, &rc) == 0 &&
-                              rc == 1));
+    bool owned = ty == QCOW2_C_NORMAL && cluster_owned(s, e);
 
     if (owned || ty == QCOW2_C_UNALLOCATED) {
         unsigned sc0 = (unsigned)(in >> s->sc_bits);
@@ -265,7 +271,7 @@ static int ext_zero_subclusters(struct bdrv_node *bs, uint64_t cur, uint64_t n)
     struct qcow2_state *s = bs->opaque;
     uint64_t l1_index = cur >> (s->cluster_bits + s->l2_bits);
     uint64_t l2_index = (cur >> s->cluster_bits) & (s->l2_size - 1);
-    uint64_t in = cur & s->cluster_mask, l2_off, rc = 0;
+    uint64_t in = cur & s->cluster_mask, l2_off;
     int ret;
 
     uint8_t *t = qcow2_l2_table(s, l1_index, &l2_off, &ret);
@@ -278,11 +284,7 @@ static int ext_zero_subclusters(struct bdrv_node *bs, uint64_t cur, uint64_t n)
         return ret;
     }
     enum qcow2_ctype ty = qcow2_classify(s, e);
-    if (ty == QCOW2_C_COMPRESSED ||
-        (ty == QCOW2_C_NORMAL && !s->data &&
-         !((e & QCOW2_OFLAG_COPIED) &&
-           qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits, &rc) == 0 &&
-           rc == 1))) {
+    if (ty == QCOW2_C_COMPRESSED || (ty == QCOW2_C_NORMAL && !cluster_owned(s, e))) {
         return 1;
     }
     unsigned sc0 = (unsigned)(in >> s->sc_bits);
