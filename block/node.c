@@ -376,18 +376,7 @@ static int resolve_driver(const char *name, const struct bdrv_ops **drv,
  * is a POSIX file (./nbd:x names a file). */
 static const char *protocol_for_filename(const char *filename)
 {
-    if (nbd_uri_is_legacy(filename)) {
-        return "nbd";
-    }
-    static const char *const nbd_schemes[] = {
-        "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
-    };
-    for (size_t i = 0; filename && i < ARRAY_SIZE(nbd_schemes); i++) {
-        if (!strncmp(filename, nbd_schemes[i], strlen(nbd_schemes[i]))) {
-            return "nbd";
-        }
-    }
-    return "file";
+    return nbd_uri_is_legacy(filename) || nbd_uri_is_nbd(filename) ? "nbd" : "file";
 }
 
 /* A legacy nbd:... filename becomes the URI QEMU names it by (and which
