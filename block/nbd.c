@@ -596,9 +596,11 @@ static int nbd_client_batch_wait(struct nbd_client_batch *b)
 
 /*
  * The watchdog: gives up on the connection when a batch is overdue (the
- * server stopped answering but kept the socket open): the overdue batches
- * fail with ETIMEDOUT, the socket is shut down, and libnbd then fails
- * everything else in flight when the leader reads the end of it.
+ * server stopped answering but kept the socket open): the socket is shut
+ * down and every batch on it fails with ETIMEDOUT, overdue or not (they
+ * all wait on the silent server) — unless a reconnection will re-send
+ * them, in which case libnbd fails them as lost when the leader reads the
+ * end of the connection.
  */
 static void *nbd_client_watchdog(void *opaque)
 {
@@ -627,6 +629,9 @@ static void *nbd_client_watchdog(void *opaque)
         if (kill) {
             s->dead = true;
             s->said_gone = true;
+            for (struct nbd_client_batch *b = s->batches; b && !s->reconnect_ns; b = b->next) {
+                b->timed_out = b->timed_out || b->pending > 0;
+            }
         }
         if (expired && !s->leading) {
             /* someone must read the end of the connection */
