@@ -83,11 +83,6 @@ int nbd_uri_add_param(char **uri, const char *name, const char *val)
     return 0;
 }
 
-int nbd_uri_add_timeout(char **uri, const char *timeout)
-{
-    return nbd_uri_add_param(uri, "timeout", timeout);
-}
-
 int nbd_uri_from_keys(const char *const keys[NBD_URI_NKEYS], const char *prefix,
                       char **out, struct error **errp)
 {

@@ -434,8 +434,6 @@ bool nbd_uri_is_nbd(const char *s);
  */
 int nbd_uri_from_keys(const char *const keys[NBD_URI_NKEYS], const char *prefix,
                       char **uri, struct error **errp);
-/* Add timeout=T to an NBD URI's query (*uri reallocated). 0 or -ENOMEM. */
-int nbd_uri_add_timeout(char **uri, const char *timeout);
 /* Add NAME=VAL to an NBD URI's query (nothing when val is NULL). 0 or -ENOMEM. */
 int nbd_uri_add_param(char **uri, const char *name, const char *val);
 /* Whether s is QEMU's legacy NBD filename: nbd:unix:PATH or nbd:HOST:PORT,
