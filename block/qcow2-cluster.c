@@ -769,6 +769,28 @@ int qcow2_add_pending(struct qcow2_state *s, uint64_t l2e)
     return 0;
 }
 
+int qcow2_l2_fix_copied(struct qcow2_state *s, uint8_t *t)
+{
+    int changed = 0;
+    for (uint32_t j = 0; j < s->l2_size; j++) {
+        uint64_t e = qcow2_l2_get(s, t, j), rc;
+        enum qcow2_ctype ty = qcow2_classify(s, e);
+        if (ty != QCOW2_C_NORMAL && ty != QCOW2_C_ZERO_ALLOC) {
+            continue;
+        }
+        int ret = qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t ne = (e & ~QCOW2_OFLAG_COPIED) | (rc == 1 ? QCOW2_OFLAG_COPIED : 0);
+        if (ne != e) {
+            qcow2_put_be64(t + (uint64_t)j * s->l2e_size, ne);
+            changed = 1;
+        }
+    }
+    return changed;
+}
+
 /*
  * A writable (COPIED) L2 table for l1 index `i`: allocates a new one or
  * copies a shared one, then points the L1 entry at it. Caller holds lock.
@@ -792,15 +814,10 @@ uint8_t *qcow2_l2_table_for_write(struct qcow2_state *s, uint64_t i,
         src = s->cow_buf;
         /* The copy is ours alone: its COPIED flags must say which of its
          * clusters are (a shared table's flags need not be accurate). */
-        for (uint32_t j = 0; !s->data && j < s->l2_size; j++) {
-            uint64_t e = qcow2_l2_get(s, s->cow_buf, j), rc;
-            enum qcow2_ctype ty = qcow2_classify(s, e);
-            if ((ty == QCOW2_C_NORMAL || ty == QCOW2_C_ZERO_ALLOC) &&
-                qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits,
-                                   &rc) == 0) {
-                qcow2_put_be64(s->cow_buf + (uint64_t)j * s->l2e_size,
-                               (e & ~QCOW2_OFLAG_COPIED) | (rc == 1 ? QCOW2_OFLAG_COPIED : 0));
-            }
+        int r = s->data ? 0 : qcow2_l2_fix_copied(s, s->cow_buf);
+        if (r < 0) {
+            *ret = r;
+            return NULL;
         }
     }
     bool fresh;

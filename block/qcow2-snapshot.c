@@ -278,29 +278,13 @@ static int fix_copied(struct qcow2_state *s)
         if (!t) {
             return ret;
         }
-        bool changed = false;
-        for (uint32_t j = 0; j < s->l2_size; j++) {
-            uint64_t e = qcow2_l2_get(s, t, j);
-            enum qcow2_ctype ty = qcow2_classify(s, e);
-            if (ty != QCOW2_C_NORMAL && ty != QCOW2_C_ZERO_ALLOC) {
-                continue;
-            }
-            ret = qcow2_get_refcount(s, (e & QCOW2_L2E_OFFSET_MASK) >> s->cluster_bits, &rc);
-            if (ret < 0) {
-                return ret;
-            }
-            uint64_t ne = (e & ~QCOW2_OFLAG_COPIED) | (rc == 1 ? QCOW2_OFLAG_COPIED : 0);
-            if (ne != e) {
-                qcow2_put_be64(t + (uint64_t)j * s->l2e_size, ne);
-                changed = true;
-            }
-        }
-        if (changed) {
+        ret = qcow2_l2_fix_copied(s, t);
+        if (ret > 0) {
             ret = bdrv_pwrite(s->file, l2, t, s->cluster_size, 0);
-            if (ret < 0) {
-                qcow2_cache_drop(&s->l2_cache, l2);
-                return ret;
-            }
+        }
+        if (ret < 0) {
+            qcow2_cache_drop(&s->l2_cache, l2);     /* may be half changed */
+            return ret;
         }
     }
     return 0;

@@ -356,6 +356,9 @@ uint8_t *qcow2_l2_table(struct qcow2_state *s, uint64_t i, uint64_t *l2_off, int
 /* A writable (COPIED) L2 table for l1 index `i` (allocated or copied). */
 uint8_t *qcow2_l2_table_for_write(struct qcow2_state *s, uint64_t i, uint64_t *l2_off,
                                   int *ret);
+/* The COPIED flag of every allocated entry of L2 table `t` (in memory)
+ * set to "refcount is 1": 1 when one changed, 0 when none, or -errno. */
+int qcow2_l2_fix_copied(struct qcow2_state *s, uint8_t *t);
 /* Write L2 entry `index` and, with extended entries, its bitmap. */
 int qcow2_write_l2_entry_bm(struct qcow2_state *s, uint64_t l2_off, uint8_t *table,
                             uint64_t index, uint64_t e, uint64_t bm);
